@@ -1,0 +1,227 @@
+r"""Least-squares fits of named model constants with optax, with standard errors.
+
+The user supplies a residual function ``r(params, *args)`` of a dict of named
+scalar constants. The fitter minimises
+
+.. math:: \mathcal{L}(\theta) = \tfrac12 \sum_i r_i(\theta)^2
+
+with ``optax.lbfgs`` (zoom line search). Constants listed as ``positive`` are fitted
+as ``theta = log(value)``, so they stay positive and are rescaled to O(1).
+
+Standard errors come from the curvature of the loss at the optimum (the usual
+least-squares covariance, valid for independent residuals of equal variance):
+
+.. math:: \mathrm{Cov}(\theta) = s^2\, [\nabla^2 \mathcal{L}]^{-1},
+          \qquad s^2 = \frac{\sum_i r_i^2}{m - p},
+
+propagated to the natural parameters by the delta method (``value * stderr(log value)``
+for positive constants). Residuals that are correlated (e.g. the fluctuations of a
+deterministic but chaotic evolution) make these errors optimistic; say so when quoting.
+"""
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float
+from tqdm.auto import tqdm
+
+
+class FitResult(eqx.Module):
+    """Outcome of :func:`fit_least_squares`.
+
+    Attributes:
+        names: Names of the fitted constants, in order.
+        values: Best-fit values, dict name -> scalar.
+        stderr: Standard errors, dict name -> scalar (NaN if the curvature is singular).
+        covariance: Covariance of the natural parameters, shape ``(p, p)``.
+        loss: Final loss ``0.5 * sum(r**2)``.
+        loss_history: Loss at each optimiser step, shape ``(steps,)``.
+        converged: Whether a convergence criterion was met before ``max_steps``.
+        n_steps: Optimiser steps taken.
+        n_data: Number of residuals ``m``.
+    """
+
+    names: tuple[str, ...] = eqx.field(static=True)
+    values: dict[str, Array]
+    stderr: dict[str, Array]
+    covariance: Float[Array, "p p"]
+    loss: Array
+    loss_history: Float[Array, " steps"]
+    converged: bool = eqx.field(static=True)
+    n_steps: int = eqx.field(static=True)
+    n_data: int = eqx.field(static=True)
+
+    def as_dict(self, true: dict[str, float] | None = None, key: str = "true") -> dict:
+        """JSON-ready summary: per constant ``{"value", "stderr"}`` (+ ``key`` if known),
+        plus ``converged``, ``n_steps``, ``loss``."""
+        out: dict = {}
+        for n in self.names:
+            out[n] = {"value": float(self.values[n]), "stderr": float(self.stderr[n])}
+            if true is not None and n in true:
+                out[n][key] = float(true[n])
+        out["_fit"] = {
+            "converged": bool(self.converged),
+            "n_steps": int(self.n_steps),
+            "loss": float(self.loss),
+            "n_data": int(self.n_data),
+        }
+        return out
+
+
+class _Problem(eqx.Module):
+    """Residual function and parameter names: static, so compiled steps are reused
+    across fits that share the same residual function object."""
+
+    residuals: Callable = eqx.field(static=True)
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def unpack(self, theta, is_log):
+        vals = jnp.where(is_log, jnp.exp(theta), theta)
+        return {n: vals[i] for i, n in enumerate(self.names)}
+
+    def sumsq(self, theta, is_log, args):
+        r = jnp.ravel(self.residuals(self.unpack(theta, is_log), *args))
+        return 0.5 * jnp.sum(r**2)
+
+
+_DEFAULT_OPTIMIZER = optax.lbfgs()  # one instance, so compiled steps are cached
+
+
+@eqx.filter_jit
+def _step(problem, opt, theta, state, is_log, scale, args):
+    fn = lambda th: problem.sumsq(th, is_log, args) / scale
+    value, grad = optax.value_and_grad_from_state(fn)(theta, state=state)
+    updates, state = opt.update(grad, state, theta, value=value, grad=grad, value_fn=fn)
+    return optax.apply_updates(theta, updates), state, value, grad
+
+
+def fit_least_squares(
+    residuals: Callable[..., Array],
+    init: dict[str, float],
+    *,
+    args: tuple = (),
+    positive: Sequence[str] | bool = True,
+    optimizer: optax.GradientTransformationExtraArgs | None = None,
+    max_steps: int = 200,
+    gtol: float = 1e-8,
+    ftol: float = 1e-12,
+    atol: float = 1e-14,
+    progress: bool = False,
+    desc: str = "fit",
+) -> FitResult:
+    r"""Fit named scalar constants by least squares with optax.
+
+    Args:
+        residuals: ``residuals(params, *args) -> r`` with ``params`` a dict
+            name -> scalar; ``r`` any shape (flattened), real. Must be JAX-traceable.
+        init: Starting values, dict name -> float.
+        args: Extra arguments passed to ``residuals`` (arrays are traced, not baked in).
+        positive: Names fitted in log space (``True``: all, ``False``: none).
+        optimizer: An optax optimiser supporting ``value_fn`` (default
+            ``optax.lbfgs()``, which line-searches).
+        max_steps: Maximum optimiser steps.
+        gtol: Stop when the largest gradient component of the loss normalised by its
+            initial value, in fitted (log) coordinates, falls below ``gtol``.
+        atol: Stop when the loss normalised by its initial value falls below ``atol``
+            (zero-residual problems, e.g. noise-free data, where the gradient test
+            would otherwise chase round-off).
+        ftol: Stop when the relative decrease of the loss in a step is below ``ftol``
+            for three consecutive steps.
+        progress: Show a tqdm bar (one tick per step, loss in the postfix).
+        desc: Label of the progress bar.
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        ValueError: If ``init`` is empty, a positive constant starts <= 0, a name in
+            ``positive`` is not in ``init``, or the residuals are not finite at ``init``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> t = jnp.linspace(0, 1, 20)
+        >>> res = lambda p, y: p["k"] * t - y
+        >>> fit_least_squares(res, {"k": 1.0}, args=(2.0 * t,)).values["k"]  # doctest: +ELLIPSIS
+        Array(2..., dtype=float64)
+    """
+    names = tuple(init)
+    if not names:
+        raise ValueError("Argument `init` must name at least one constant to fit.")
+    if positive is True:
+        pos = set(names)
+    elif positive is False:
+        pos = set()
+    else:
+        pos = set(positive)
+        unknown = pos - set(names)
+        if unknown:
+            raise ValueError(f"Argument `positive` names {sorted(unknown)} not in `init` {names}.")
+    for n in pos:
+        if not float(init[n]) > 0:
+            raise ValueError(f"Positive constant `{n}` must start > 0, got {init[n]!r}.")
+    is_log = jnp.array([n in pos for n in names])
+    theta0 = jnp.array(
+        [np.log(float(init[n])) if n in pos else float(init[n]) for n in names], dtype=float
+    )
+    problem = _Problem(residuals, names)
+    loss0 = float(problem.sumsq(theta0, is_log, args))
+    if not np.isfinite(loss0):
+        raise ValueError(f"Residuals are not finite at the initial values {init}.")
+    scale = jnp.asarray(loss0 if loss0 > 0 else 1.0)
+    opt = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
+
+    theta, state = theta0, opt.init(theta0)
+    history, converged, flat = [], False, 0
+    bar = tqdm(total=max_steps, desc=desc, disable=not progress, leave=False)
+    n_steps = 0
+    for n_steps in range(1, max_steps + 1):
+        new_theta, state, value, grad = _step(problem, opt, theta, state, is_log, scale, args)
+        value = float(value)
+        if not np.all(np.isfinite(np.asarray(new_theta))):
+            break  # keep the last finite iterate; reported as not converged
+        theta = new_theta
+        history.append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value * float(scale):.3e}")
+        if float(jnp.max(jnp.abs(grad))) < gtol or value < atol:
+            converged = True
+            break
+        if len(history) > 1 and history[-2] - value <= ftol * abs(history[-2]):
+            flat += 1
+            if flat >= 3:
+                converged = True
+                break
+        else:
+            flat = 0
+    bar.close()
+
+    # Curvature at the optimum -> covariance in fitted coordinates -> natural ones.
+    final = float(problem.sumsq(theta, is_log, args))
+    m = int(jnp.size(residuals(problem.unpack(theta, is_log), *args)))
+    p = len(names)
+    hess = jax.hessian(problem.sumsq)(theta, is_log, args)
+    s2 = 2.0 * final / max(m - p, 1)
+    try:
+        cov_theta = s2 * np.linalg.inv(np.asarray(hess))
+    except np.linalg.LinAlgError:
+        cov_theta = np.full((p, p), np.nan)
+    vals = np.asarray(jnp.where(is_log, jnp.exp(theta), theta))
+    jac = np.diag(np.where(np.asarray(is_log), vals, 1.0))  # d value / d theta
+    cov = jac @ cov_theta @ jac.T
+    err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    err = np.where(np.diag(cov) < 0, np.nan, err)
+    return FitResult(
+        names=names,
+        values={n: jnp.asarray(vals[i]) for i, n in enumerate(names)},
+        stderr={n: jnp.asarray(err[i]) for i, n in enumerate(names)},
+        covariance=jnp.asarray(cov),
+        loss=jnp.asarray(final),
+        loss_history=jnp.asarray(np.array(history) * float(scale)),
+        converged=converged,
+        n_steps=n_steps,
+        n_data=m,
+    )
