@@ -53,6 +53,14 @@ def test_unconstrained_parameter_may_go_negative():
     np.testing.assert_allclose(f.values["a"], -3.0, rtol=1e-8)
 
 
+def test_no_degrees_of_freedom_gives_nan_error_not_zero():
+    t2 = jnp.array([0.0, 1.0])
+    f = fit_least_squares(lambda p, y: p["a"] * t2 + p["b"] - y, {"a": 1.0, "b": 0.0},
+                          args=(jnp.array([1.0, 3.0]),), positive=False)
+    np.testing.assert_allclose(f.values["a"], 2.0, rtol=1e-8)
+    assert np.isnan(float(f.stderr["a"]))
+
+
 def test_bad_inputs():
     y = _model({"A": 2.0, "k": 0.7})
     with pytest.raises(ValueError, match="at least one"):

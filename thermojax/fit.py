@@ -36,7 +36,8 @@ class FitResult(eqx.Module):
     Attributes:
         names: Names of the fitted constants, in order.
         values: Best-fit values, dict name -> scalar.
-        stderr: Standard errors, dict name -> scalar (NaN if the curvature is singular).
+        stderr: Standard errors, dict name -> scalar (NaN if the curvature is singular
+            or there are no more residuals than constants).
         covariance: Covariance of the natural parameters, shape ``(p, p)``.
         loss: Final loss ``0.5 * sum(r**2)``.
         loss_history: Loss at each optimiser step, shape ``(steps,)``.
@@ -204,7 +205,8 @@ def fit_least_squares(
     m = int(jnp.size(residuals(problem.unpack(theta, is_log), *args)))
     p = len(names)
     hess = jax.hessian(problem.sumsq)(theta, is_log, args)
-    s2 = 2.0 * final / max(m - p, 1)
+    # no residual degrees of freedom -> no error estimate (NaN), never a fake zero
+    s2 = 2.0 * final / (m - p) if m > p else np.nan
     try:
         cov_theta = s2 * np.linalg.inv(np.asarray(hess))
     except np.linalg.LinAlgError:

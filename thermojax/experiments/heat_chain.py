@@ -28,6 +28,7 @@ from ..models.heat_chain import (
     single_band_multiband_data,
     thermal_conductivity,
 )
+from ..sweep import batch_multiple, shard_batch
 from . import ExperimentResult, register
 
 
@@ -254,7 +255,7 @@ def _d2_batch(prop, chain: HeatChain, psi_band, ts):
     p1 = prop.evolve(psi0, ts, lambda x: jnp.sum(jnp.abs(x) ** 2, -1), rows=slice(0, chain.n_levels)).ys
     p0 = jnp.zeros(chain.n_subunits).at[0].set(1.0)
     p1_ham = ham_populations(chain.kappa, p0, ts)[:, 0]
-    return deviation_d2(ts, p1, p1_ham)
+    return deviation_d2(ts, p1, jnp.broadcast_to(p1_ham, p1.shape))
 
 
 def run_histogram(cfg: HistogramConfig) -> ExperimentResult:
@@ -268,19 +269,24 @@ def run_histogram(cfg: HistogramConfig) -> ExperimentResult:
         prop = chain.propagator()
         prop.energies.block_until_ready()
     d2 = []
+    # Chunks are a multiple of the device count and sharded across devices (a no-op on
+    # one device); the last chunk is padded with repeated indices and trimmed.
+    chunk = -(-cfg.chunk_size // batch_multiple()) * batch_multiple()
     with sw("batch_evolution"):
-        starts = range(0, n_states, cfg.chunk_size)
+        starts = range(0, n_states, chunk)
         for start in tqdm(starts, desc="D² batches", disable=not cfg.progress):
-            size = min(cfg.chunk_size, n_states - start)
+            size = min(chunk, n_states - start)
             # keys by state index: the same seed gives the same states whatever the chunk size
-            keys = jax.vmap(lambda i: jax.random.fold_in(k_states, i))(jnp.arange(start, start + size))
-            psi = jax.vmap(lambda k: random_band_state(k, chain.n_levels))(keys)
-            d2.append(np.asarray(_d2_batch(prop, chain, psi, ts)))
+            idx = jnp.minimum(jnp.arange(start, start + chunk), n_states - 1)
+            keys = jax.vmap(lambda i: jax.random.fold_in(k_states, i))(idx)
+            psi = shard_batch(jax.vmap(lambda k: random_band_state(k, chain.n_levels))(keys))
+            d2.append(np.asarray(_d2_batch(prop, chain, psi, ts))[:size])
     d2 = np.concatenate(d2)
     med = float(np.median(d2))
     summary = {
         "n_states": int(n_states),
         "device": jax.default_backend(),
+        "n_devices": jax.device_count(),
         "D2_mean": float(d2.mean()),
         "D2_median": med,
         "D2_std": float(d2.std()),

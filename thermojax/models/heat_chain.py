@@ -130,7 +130,8 @@ def deviation_d2(
     Returns:
         ``D^2``, shape ``(*batch,)``.
     """
-    return jnp.trapezoid((p_ham - p_exact) ** 2, ts, axis=-1) / (ts[-1] - ts[0])
+    sq = (p_ham - p_exact) ** 2
+    return jnp.trapezoid(sq, jnp.broadcast_to(ts, sq.shape), axis=-1) / (ts[-1] - ts[0])
 
 
 def log_partition_function(temperature, n_levels, gap=1.0):

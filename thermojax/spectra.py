@@ -1,0 +1,338 @@
+r"""Paper-agnostic spectral helpers: eigenbases, random matrices, entropies, distances.
+
+Everything here works for any model: Hermitian eigen-decompositions with their basis
+changes, grouping of (numerically) degenerate levels, Gaussian-orthogonal-ensemble
+sampling, and the standard state functionals (von Neumann entropy, purity, trace and
+Hilbert–Schmidt distances, partial trace). Units: :math:`\hbar = k_B = 1`; entropies
+in nats.
+
+Conventions: kets ``psi`` have shape ``(*batch, d)``, density matrices ``rho`` shape
+``(*batch, d, d)``; leading batch axes broadcast. Eigenvectors are the *columns* of
+``Eigensystem.vectors`` (``H = V diag(E) V^\dagger``) and energies are ascending.
+"""
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Shaped
+
+from ._checks import check_hermitian
+
+__all__ = [
+    "Eigensystem",
+    "eigh",
+    "degenerate_levels",
+    "goe_matrix",
+    "ket_to_dm",
+    "expect",
+    "von_neumann_entropy",
+    "purity",
+    "trace_distance",
+    "hilbert_schmidt_distance",
+    "partial_trace",
+    "is_concrete",
+]
+
+
+def is_concrete(*xs) -> bool:
+    """Whether every argument is a concrete (non-traced) value, so that values can be
+    checked eagerly on the host."""
+    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
+
+
+class Eigensystem(eqx.Module):
+    r"""Eigen-decomposition :math:`H = V\,\mathrm{diag}(E)\,V^\dagger` of a Hermitian matrix.
+
+    Attributes:
+        energies: Eigenvalues, shape ``(d,)``, ascending (energy units, :math:`\hbar=1`).
+        vectors: Unitary matrix whose *columns* are the eigenvectors, shape ``(d, d)``.
+
+    Construct from a dense matrix with :func:`eigh` (or :meth:`from_hermitian`), or
+    directly from a decomposition you already have: ``Eigensystem(energies, vectors)``
+    checks the shapes, and (when the values are concrete, i.e. outside ``jit``) that the
+    energies are real and ascending and ``vectors`` is unitary to ``1e-8``.
+
+    Raises:
+        ValueError: On wrong shapes, descending energies or a non-unitary ``vectors``.
+    """
+
+    energies: Float[Array, " d"]
+    vectors: Shaped[Array, "d d"]
+
+    def __init__(self, energies: ArrayLike, vectors: ArrayLike):
+        energies = jnp.asarray(energies)
+        vectors = jnp.asarray(vectors)
+        if jnp.iscomplexobj(energies):
+            raise ValueError(
+                f"Argument `energies` must be real, got dtype {energies.dtype}."
+            )
+        if energies.ndim != 1:
+            raise ValueError(f"Argument `energies` must have shape (d,), got {energies.shape}.")
+        d = energies.shape[0]
+        if vectors.shape != (d, d):
+            raise ValueError(
+                f"Argument `vectors` must have shape (d, d) = {(d, d)} to match `energies`, "
+                f"got {vectors.shape}."
+            )
+        energies = energies.astype(jnp.result_type(energies.dtype, float))
+        if is_concrete(energies, vectors):
+            e = np.asarray(energies)
+            if np.any(np.diff(e) < 0):
+                raise ValueError("Argument `energies` must be sorted in ascending order.")
+            v = np.asarray(vectors)
+            err = np.max(np.abs(v.conj().T @ v - np.eye(d))) if d else 0.0
+            if not np.isfinite(err) or err > 1e-8:
+                raise ValueError(
+                    f"Argument `vectors` must be unitary (columns = orthonormal eigenvectors): "
+                    f"max |V^dagger V - 1| = {err:.3e} exceeds 1e-8."
+                )
+        self.energies = energies
+        self.vectors = vectors
+
+    @property
+    def dim(self) -> int:
+        """Hilbert-space dimension ``d``."""
+        return self.energies.shape[0]
+
+    @classmethod
+    def from_hermitian(
+        cls, matrix: ArrayLike, *, name: str = "hamiltonian", rtol: float = 1e-10
+    ) -> "Eigensystem":
+        """Diagonalise a dense Hermitian matrix; same as :func:`eigh`."""
+        return eigh(matrix, name=name, rtol=rtol)
+
+    def to_eigenbasis(self, op: Shaped[Array, "*batch d d"]) -> Shaped[Array, "*batch d d"]:
+        r"""Operator (or density matrix) in the eigenbasis: :math:`V^\dagger A V`."""
+        v = self.vectors
+        return jnp.einsum("ia,...ij,jb->...ab", v.conj(), op, v)
+
+    def from_eigenbasis(self, op: Shaped[Array, "*batch d d"]) -> Shaped[Array, "*batch d d"]:
+        r"""Operator from the eigenbasis back to the original basis: :math:`V A V^\dagger`."""
+        v = self.vectors
+        return jnp.einsum("ia,...ab,jb->...ij", v, op, v.conj())
+
+    def ket_to_eigenbasis(self, psi: Shaped[Array, "*batch d"]) -> Shaped[Array, "*batch d"]:
+        r"""Ket components in the eigenbasis: :math:`V^\dagger \psi`."""
+        return jnp.einsum("ia,...i->...a", self.vectors.conj(), psi)
+
+    def ket_from_eigenbasis(self, psi: Shaped[Array, "*batch d"]) -> Shaped[Array, "*batch d"]:
+        r"""Ket from eigenbasis components back to the original basis: :math:`V \psi`."""
+        return jnp.einsum("ia,...a->...i", self.vectors, psi)
+
+    def matrix(self) -> Shaped[Array, "d d"]:
+        r"""The dense matrix :math:`V\,\mathrm{diag}(E)\,V^\dagger`."""
+        return self.from_eigenbasis(jnp.diag(self.energies).astype(self.vectors.dtype))
+
+
+def eigh(matrix: ArrayLike, *, name: str = "hamiltonian", rtol: float = 1e-10) -> Eigensystem:
+    r"""Eigen-decomposition of a dense Hermitian matrix, energies ascending.
+
+    Args:
+        matrix: Hermitian matrix, shape ``(d, d)``, real or complex.
+        name: Argument name used in error messages.
+        rtol: Relative Hermiticity tolerance, :math:`\|H-H^\dagger\|_F \le
+            \mathrm{rtol}\,\|H\|_F` (checked eagerly when the values are concrete).
+
+    Returns:
+        An :class:`Eigensystem` with ``energies`` of shape ``(d,)`` and ``vectors`` of
+        shape ``(d, d)``.
+
+    Raises:
+        ValueError: If ``matrix`` is not square or not Hermitian (the message names
+            ``name``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> es = eigh(jnp.array([[1.0, 0.5], [0.5, -1.0]]))
+        >>> bool(es.energies[0] < es.energies[1])
+        True
+    """
+    h = check_hermitian(matrix, name, rtol=rtol)
+    # symmetrise: the decomposition is then exactly of a Hermitian matrix
+    h = 0.5 * (h + h.conj().T)
+    energies, vectors = jnp.linalg.eigh(h)
+    return Eigensystem(energies, vectors)
+
+
+def degenerate_levels(
+    energies: Float[Array, " d"], atol: float | Float[Array, ""]
+) -> Int[Array, " d"]:
+    r"""Label (numerically) degenerate levels of an ascending spectrum.
+
+    Consecutive energies closer than ``atol`` belong to the same level (single-linkage
+    chaining: a ladder of spacings all below ``atol`` is one level, whatever its total
+    width). Labels count levels from ``0`` upwards.
+
+    Args:
+        energies: Ascending energies, shape ``(d,)``.
+        atol: Absolute tolerance in energy units.
+
+    Returns:
+        Integer level labels, shape ``(d,)``, non-decreasing, starting at ``0``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> degenerate_levels(jnp.array([0.0, 1.0, 1.0 + 1e-14, 2.0]), 1e-9).tolist()
+        [0, 1, 1, 2]
+    """
+    energies = jnp.asarray(energies)
+    steps = (jnp.diff(energies) > atol).astype(jnp.int32)
+    return jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(steps)])
+
+
+def goe_matrix(
+    key: PRNGKeyArray, d: int, *, radius: float = 2.0, dtype=jnp.float64
+) -> Float[Array, "d d"]:
+    r"""Sample a matrix from the Gaussian orthogonal ensemble (GOE).
+
+    Off-diagonal entries have variance :math:`v = R^2/(4d)` and diagonal entries
+    :math:`2v`, so the eigenvalue density tends to Wigner's semicircle of radius ``R``
+    on :math:`[-R, R]` as ``d`` grows.
+
+    Args:
+        key: JAX PRNG key (same key, same matrix).
+        d: Dimension.
+        radius: Semicircle radius :math:`R` (energy units).
+        dtype: Real floating dtype.
+
+    Returns:
+        Real symmetric matrix, shape ``(d, d)``.
+
+    Raises:
+        ValueError: If ``d < 1`` or ``radius <= 0``.
+    """
+    if int(d) != d or d < 1:
+        raise ValueError(f"Argument `d` must be a positive integer, got {d!r}.")
+    if not radius > 0:
+        raise ValueError(f"Argument `radius` must be > 0, got {radius!r}.")
+    a = jax.random.normal(key, (d, d), dtype=dtype)
+    scale = radius / math.sqrt(4.0 * d)
+    return (a + a.T) * (scale / math.sqrt(2.0))
+
+
+def ket_to_dm(psi: Shaped[Array, "*batch d"]) -> Shaped[Array, "*batch d d"]:
+    r"""Projector :math:`|\psi\rangle\langle\psi|`, batched over leading axes (no
+    normalisation)."""
+    psi = jnp.asarray(psi)
+    return psi[..., :, None] * psi.conj()[..., None, :]
+
+
+def expect(op: Shaped[Array, "d d"], rho: Shaped[Array, "*batch d d"]) -> Array:
+    r"""Expectation value :math:`\mathrm{Tr}(A\rho)`, batched over ``rho``'s leading axes.
+
+    Returns the complex trace as is (take ``.real`` for Hermitian ``op`` and ``rho``).
+    """
+    return jnp.einsum("ij,...ji->...", op, rho)
+
+
+def _herm_eigvalsh(x: Array) -> Array:
+    return jnp.linalg.eigvalsh(0.5 * (x + jnp.conj(jnp.swapaxes(x, -1, -2))))
+
+
+def von_neumann_entropy(rho: Shaped[Array, "*batch d d"]) -> Float[Array, " *batch"]:
+    r"""Von Neumann entropy :math:`S = -\mathrm{Tr}\,\rho\ln\rho` in nats.
+
+    Eigenvalues below zero from rounding are clipped to zero; :math:`0\ln 0 = 0`.
+    ``rho`` is used as given (not renormalised).
+
+    Args:
+        rho: Density matrices, shape ``(*batch, d, d)``.
+
+    Returns:
+        Entropies, shape ``(*batch,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(von_neumann_entropy(jnp.eye(4) / 4)), 6)  # ln 4
+        1.386294
+    """
+    p = jnp.clip(_herm_eigvalsh(rho), 0.0, None)
+    safe = jnp.where(p > 0, p, 1.0)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=-1)
+
+
+def purity(rho: Shaped[Array, "*batch d d"]) -> Float[Array, " *batch"]:
+    r"""Purity :math:`\mathrm{Tr}\,\rho^2` (real part), shape ``(*batch,)``."""
+    return jnp.real(jnp.einsum("...ij,...ji->...", rho, rho))
+
+
+def trace_distance(
+    rho: Shaped[Array, "*batch d d"], sigma: Shaped[Array, "*batch d d"]
+) -> Float[Array, " *batch"]:
+    r"""Trace distance :math:`\tfrac12\|\rho-\sigma\|_1 = \tfrac12\sum_i|\lambda_i(\rho-\sigma)|`.
+
+    Args:
+        rho: Hermitian matrices, shape ``(*batch, d, d)``.
+        sigma: Hermitian matrices, broadcastable against ``rho``.
+
+    Returns:
+        Distances, shape ``(*batch,)``.
+    """
+    return 0.5 * jnp.sum(jnp.abs(_herm_eigvalsh(jnp.asarray(rho) - sigma)), axis=-1)
+
+
+def hilbert_schmidt_distance(
+    rho: Shaped[Array, "*batch d d"], sigma: Shaped[Array, "*batch d d"]
+) -> Float[Array, " *batch"]:
+    r"""Hilbert–Schmidt (Frobenius) distance :math:`\sqrt{\mathrm{Tr}[(\rho-\sigma)^\dagger
+    (\rho-\sigma)]}`, shape ``(*batch,)``. Its square for Hermitian arguments is the OQT
+    paper's :math:`D_\chi` when ``sigma`` is the steady state."""
+    diff = jnp.asarray(rho) - sigma
+    return jnp.sqrt(jnp.sum(jnp.abs(diff) ** 2, axis=(-2, -1)))
+
+
+def partial_trace(
+    rho: Shaped[Array, "*batch D D"], dims: Sequence[int], keep: Sequence[int]
+) -> Shaped[Array, "*batch Dk Dk"]:
+    r"""Partial trace of a density matrix on a tensor product of subsystems.
+
+    Args:
+        rho: Density matrices, shape ``(*batch, D, D)`` with ``D = prod(dims)``; the
+            subsystems are ordered as in ``dims`` (``kron`` convention).
+        dims: Subsystem dimensions, e.g. ``(dA, dB)``.
+        keep: Indices of the subsystems to keep (in increasing order in the output).
+
+    Returns:
+        Reduced density matrices, shape ``(*batch, Dk, Dk)`` with ``Dk`` the product of
+        the kept dimensions.
+
+    Raises:
+        ValueError: If ``rho``'s last two axes do not match ``prod(dims)`` or ``keep``
+            is out of range.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> rho = jnp.kron(jnp.diag(jnp.array([0.25, 0.75])), jnp.eye(3) / 3)
+        >>> partial_trace(rho, (2, 3), keep=(0,)).real.diagonal().tolist()
+        [0.25, 0.75]
+    """
+    rho = jnp.asarray(rho)
+    dims = tuple(int(x) for x in dims)
+    keep = tuple(sorted(int(k) for k in keep))
+    total = math.prod(dims)
+    if rho.ndim < 2 or rho.shape[-2:] != (total, total):
+        raise ValueError(
+            f"Argument `rho` must have shape (*batch, {total}, {total}) for dims={dims}, "
+            f"got {rho.shape}."
+        )
+    n = len(dims)
+    if any(k < 0 or k >= n for k in keep) or len(set(keep)) != len(keep):
+        raise ValueError(f"Argument `keep` must be distinct indices in [0, {n}), got {keep}.")
+    batch = rho.shape[:-2]
+    nb = len(batch)
+    x = rho.reshape(batch + dims + dims)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    bl = "".join(chr(ord("A") + i) for i in range(nb))
+    row = list(letters[:n])
+    col = list(letters[n : 2 * n])
+    for i in range(n):
+        if i not in keep:
+            col[i] = row[i]
+    out = bl + "".join(row[i] for i in keep) + "".join(col[i] for i in keep)
+    y = jnp.einsum(f"{bl}{''.join(row)}{''.join(col)}->{out}", x)
+    dk = math.prod(dims[i] for i in keep)
+    return y.reshape(batch + (dk, dk))
