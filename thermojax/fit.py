@@ -11,7 +11,7 @@ as ``theta = log(value)``, so they stay positive and are rescaled to O(1).
 Standard errors come from the curvature of the loss at the optimum (the usual
 least-squares covariance, valid for independent residuals of equal variance):
 
-.. math:: \mathrm{Cov}(\theta) = s^2\, [\nabla^2 \mathcal{L}]^{-1},
+.. math:: \mathrm{Cov}(\theta) = s^2\, [J^\top J]^{-1},
           \qquad s^2 = \frac{\sum_i r_i^2}{m - p},
 
 propagated to the natural parameters by the delta method (``value * stderr(log value)``
@@ -98,6 +98,12 @@ def _step(problem, opt, theta, state, is_log, scale, args):
     value, grad = optax.value_and_grad_from_state(fn)(theta, state=state)
     updates, state = opt.update(grad, state, theta, value=value, grad=grad, value_fn=fn)
     return optax.apply_updates(theta, updates), state, value, grad
+
+
+@eqx.filter_jit
+def _residual_jacobian(problem, theta, is_log, args):
+    fn = lambda th: jnp.ravel(problem.residuals(problem.unpack(th, is_log), *args))
+    return fn(theta), jax.jacfwd(fn)(theta)
 
 
 def fit_least_squares(
@@ -200,11 +206,13 @@ def fit_least_squares(
             flat = 0
     bar.close()
 
-    # Curvature at the optimum -> covariance in fitted coordinates -> natural ones.
-    final = float(problem.sumsq(theta, is_log, args))
-    m = int(jnp.size(residuals(problem.unpack(theta, is_log), *args)))
-    p = len(names)
-    hess = jax.hessian(problem.sumsq)(theta, is_log, args)
+    # Curvature at the optimum (Gauss-Newton J^T J of 0.5 sum r^2: p forward-mode
+    # passes, positive semi-definite, exact for zero residuals) -> covariance in fitted
+    # coordinates -> natural ones.
+    r_opt, jac_r = _residual_jacobian(problem, theta, is_log, args)
+    final = 0.5 * float(jnp.sum(r_opt**2))
+    m, p = int(r_opt.size), len(names)
+    hess = jac_r.T @ jac_r
     # no residual degrees of freedom -> no error estimate (NaN), never a fake zero
     s2 = 2.0 * final / (m - p) if m > p else np.nan
     try:

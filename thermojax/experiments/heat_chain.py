@@ -339,7 +339,7 @@ class ScalingConfig(ExperimentConfig):
     n_scaling: Literal["fixed_spacing", "fixed_kappa"] = "fixed_spacing"
     n_subunits_values: list[int] = [2, 3, 4, 5]
     realisations: int = Field(4, ge=2, description="random couplings + initial states per point")
-    realisations_vs_N: int = Field(2, ge=1)
+    realisations_vs_N: int = Field(3, ge=1)
     d2_times: TimeGrid = TimeGrid(t_max_kappa=5.0, n_times=401)
 
     @model_validator(mode="after")
@@ -435,6 +435,8 @@ def plot_scaling(result: ExperimentResult, cfg: ScalingConfig):
             label=rf"fit $\propto n^{{{fit['exponent']['value']:.2f}\pm{fit['exponent']['stderr']:.2f}}}$")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(n, [str(int(v)) for v in n], minor=False)
+    ax.minorticks_off()
     ax.set_xlabel("band size n")
     ax.set_ylabel(r"$D_1^2$")
     ax.set_title(f"N = {cfg.model.n_subunits} ({cfg.n_scaling.replace('_', ' ')})", fontsize=10)
@@ -442,7 +444,9 @@ def plot_scaling(result: ExperimentResult, cfg: ScalingConfig):
     nN, d2N = a["N_values"], a["D2_vs_N"]
     for r in range(d2N.shape[1]):
         ax2.plot(nN, d2N[:, r], ".", color="0.6", ms=4)
-    ax2.plot(nN, d2N.mean(1), "o-", color="tab:red")
+    sem_N = d2N.std(1, ddof=1) / np.sqrt(d2N.shape[1]) if d2N.shape[1] > 1 else None
+    ax2.errorbar(nN, d2N.mean(1), sem_N, fmt="o-", color="tab:red", label="mean ± s.e.")
+    ax2.legend(fontsize=8)
     ax2.set_xlabel("chain length N")
     ax2.set_ylabel(r"$D_1^2$")
     ax2.set_title(f"n = {cfg.model.n_levels}", fontsize=10)
