@@ -139,6 +139,12 @@ class AbstractSDE(eqx.Module):
     def noise_shape(self) -> PyTree[jax.ShapeDtypeStruct]:
         """Shape and (real floating) dtype of `dw`: a pytree of `jax.ShapeDtypeStruct`."""
 
+    def divergence_norm(self) -> float | None:
+        """Default `max_norm` of the integrators for this SDE: a path whose norm exceeds
+        it is flagged as diverged. `None` (the default): only non-finite states count.
+        Models with a conserved norm (stochastic Schrödinger equations) override it."""
+        return None
+
 
 # ----------------------------------------------------------------------------------
 # Result
@@ -641,7 +647,13 @@ def solve_trajectory(
     """
     y0 = jnp.asarray(y0)
     cfg = _make_config(
-        ts, dt, t0, method=method, brownian=brownian, normalize=normalize, max_norm=max_norm
+        ts,
+        dt,
+        t0,
+        method=method,
+        brownian=brownian,
+        normalize=normalize,
+        max_norm=sde.divergence_norm() if max_norm is None else max_norm,
     )
     _check_state(sde, y0, args, cfg.t0, None)
     return _solve_one(cfg, sde, y0, key, args)
@@ -956,7 +968,8 @@ def simulate_trajectories(
         normalize: Project `y` back to unit norm after every step. Off by default: it
             changes the scheme and hides the O(dt) norm drift that `record_norm` reports.
         max_norm: Norm above which a trajectory counts as diverged (scan: checked each
-            step; diffrax: at `ts`). `None`: only non-finite states count.
+            step; diffrax: at `ts`). `None`: `sde.divergence_norm()` (for most SDEs also
+            `None`: only non-finite states count); `float("inf")` switches it off.
         in_axes: `None`, or `(sde_axes, y0_axis)` to run a batch: `sde_axes` as for
             `eqx.filter_vmap` (e.g. `0`, or a pytree prefix of `sde` with `0`/`None`),
             `y0_axis` in `{0, None}`. The batch axis comes first in the statistics.
@@ -1001,7 +1014,7 @@ def simulate_trajectories(
         method=method,
         brownian=brownian,
         normalize=normalize,
-        max_norm=max_norm,
+        max_norm=sde.divergence_norm() if max_norm is None else max_norm,
         observables=_observable_items(observables, record_norm),
         record_norm=record_norm,
         accumulate_outer=accumulate_outer,
@@ -1166,7 +1179,7 @@ def ensemble_mean(
         method=method,
         brownian=brownian,
         normalize=normalize,
-        max_norm=max_norm,
+        max_norm=sde.divergence_norm() if max_norm is None else max_norm,
         observables=_observable_items({"o": observable}, False),
     )
     _check_state(sde, y0, args, cfg.t0, None)

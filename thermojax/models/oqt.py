@@ -1200,6 +1200,13 @@ class OQTSSE(AbstractSDE):
             out["sui"] = jax.ShapeDtypeStruct((self.projectors.shape[0],), dtype)
         return out
 
+    def divergence_norm(self) -> float:
+        """A ket whose norm passes 10 is flagged as diverged by default: the Itô SSE keeps
+        ``<psi|psi> = 1`` and Euler--Maruyama drifts only by O(sqrt(dt)) per unit time,
+        so a norm of 10 is a blow-up (e.g. of the ``expectation="raw"`` form), never
+        legitimate data. Pass ``max_norm=float("inf")`` to the integrator to disable."""
+        return 10.0
+
     def drift(self, t, y: Complex[Array, " d"], args=None) -> Complex[Array, " d"]:
         """Itô drift :math:`f(t, \\psi)`, shape ``(d,)`` (eigenbasis)."""
         del t, args
