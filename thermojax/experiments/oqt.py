@@ -26,7 +26,7 @@ Two numerical decisions, both measured:
   :math:`dt\,E_\mu^2` per unit time that slows the apparent decay of the populations
   outside the window (which sit at large :math:`|E_\mu|`). Measured at ``d = 16``,
   ``dt = 0.01``, :math:`\gamma = 1`, ``M = 2000``: the fitted rate came out
-  :math:`0.973 \pm 0.005` (5 standard errors low). :class:`InteractionPictureSSE`
+  :math:`0.973 \pm 0.005` (5 standard errors low). :class:`~thermojax.models.oqt.InteractionPictureSSE`
   integrates the same SSE for :math:`\phi = e^{iHt}\psi` (exact change of variables,
   :math:`H` diagonal in the eigenbasis); its Euler–Maruyama scheme has no
   :math:`E^2dt^2` term, and the same data gave :math:`0.991 \pm 0.005`; the remaining
@@ -57,14 +57,13 @@ from ..config import ExperimentConfig, Section
 from ..fit import fit_least_squares
 from ..io import Stopwatch
 from ..models.heat_chain import HeatChain, random_band_state
-from ..models.oqt import OQTSSE, OQTModel, d_chi, diagnostics
+from ..models.oqt import InteractionPictureSSE, OQTModel, d_chi, diagnostics
 from ..spectra import goe_matrix, ket_to_dm
 from ..trajectories import AbstractSDE, simulate_trajectories, solve_trajectory
 from . import ExperimentResult, register
 from .heat_chain import ChainParams, TimeGrid
 
 __all__ = [
-    "InteractionPictureSSE",
     "EnsembleBatches",
     "run_ensemble_batches",
     "batch_means",
@@ -76,53 +75,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------
 # Interaction-picture SSE
 # ----------------------------------------------------------------------------------
-
-
-class InteractionPictureSSE(AbstractSDE):
-    r"""The OQT SSE for :math:`\phi(t) = e^{iHt}\psi(t)` (eigenbasis, :math:`\hbar = 1`).
-
-    With :math:`U(t) = \mathrm{diag}(e^{-iE_\mu t})` and the Itô SSE
-    :math:`d\psi = f(t,\psi)dt + g(t,\psi)dW` of ``sse`` (seed
-    ``001_72cbdd6588fdbaef.txt``, arXiv:2504.16197, eqs. 5 and 7), the exact change of
-    variables gives
-
-    .. math:: d\phi = U^\dagger\big[f(t, U\phi) + iHU\phi\big]dt + U^\dagger g(t, U\phi)dW,
-
-    the same process (same populations, :math:`\rho = U\rho_IU^\dagger`) without the
-    fast :math:`-iE_\mu` rotation in the drift. Its Euler–Maruyama scheme has no
-    :math:`E_\mu^2dt^2` population gain (see the module docstring), so ensemble means
-    follow the master equation to :math:`O(\gamma^2dt)` instead of
-    :math:`O(E_{\max}^2dt)`. Works with either noise form and with SUI.
-
-    Args:
-        sse: An :class:`~thermojax.models.oqt.OQTSSE`.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from thermojax.models.oqt import OQTModel
-        >>> model = OQTModel(jnp.diag(jnp.array([0.0, 1.0])), jnp.array([0.5, 0.5]), 1.0)
-        >>> ip = InteractionPictureSSE(model.sse())
-        >>> psi = jnp.array([0.0, 1.0], complex)  # E = 1: the SSE drift has -i psi, ip has not
-        >>> model.sse().drift(0.0, psi, None), ip.drift(0.0, psi, None)
-        (Array([ 0.  +0.j, -0.25-1.j], dtype=complex128), Array([ 0.  +0.j, -0.25+0.j], dtype=complex128))
-    """
-
-    sse: OQTSSE
-
-    def _phase(self, t):
-        return jnp.exp(-1j * self.sse.energies * t)
-
-    def drift(self, t, y, args):
-        u = self._phase(t)
-        psi = u * y
-        return jnp.conj(u) * (self.sse.drift(t, psi, args) + 1j * self.sse.energies * psi)
-
-    def diffusion_mv(self, t, y, args, dw):
-        u = self._phase(t)
-        return jnp.conj(u) * self.sse.diffusion_mv(t, u * y, args, dw)
-
-    def noise_shape(self):
-        return self.sse.noise_shape()
 
 
 def _rotate(rho, energies, ts, sign: int):
@@ -217,7 +169,7 @@ def run_ensemble_batches(
 
     Args:
         sde: The SSE, an :class:`~thermojax.models.oqt.OQTSSE` or
-            :class:`InteractionPictureSSE` (then ``picture="interaction"``).
+            :class:`~thermojax.models.oqt.InteractionPictureSSE` (then ``picture="interaction"``).
         psi0: Initial ket in the eigenbasis, shape ``(d,)``.
         ts: Saving times, shape ``(T,)`` on the grid ``n * dt``.
         key: PRNG key.
