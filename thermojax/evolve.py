@@ -154,6 +154,19 @@ def solve_ode_batched(vector_field, y0s: Array, ts: Array, *, args: Any = None, 
     return eqx.filter_vmap(one, in_axes=(0, args_axes))(y0s, args)
 
 
+def complex_matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` for complex operands as four real matrix products.
+
+    Same floating-point work as a complex product, but XLA's CPU backend runs real GEMMs
+    far faster than complex ones: measured 3.6x for (500, 1000) @ (1000, 500) on the
+    2-core CPU (benchmarks/README.md). Real operands fall through to ``a @ b``.
+    """
+    if not (jnp.iscomplexobj(a) and jnp.iscomplexobj(b)):
+        return a @ b
+    ar, ai, br, bi = a.real, a.imag, b.real, b.imag
+    return jax.lax.complex(ar @ br - ai @ bi, ar @ bi + ai @ br)
+
+
 class EigenPropagator(eqx.Module):
     r"""Exact propagator of a time-independent Hamiltonian.
 
@@ -191,7 +204,7 @@ class EigenPropagator(eqx.Module):
 
     def to_eigenbasis(self, psi: Complex[Array, "*batch d"]) -> Complex[Array, "*batch d"]:
         """Coefficients ``W^dagger psi`` for a batch of kets."""
-        return psi @ jnp.conj(self.basis)
+        return complex_matmul(psi, jnp.conj(self.basis))
 
     def evolve(
         self,
@@ -199,6 +212,7 @@ class EigenPropagator(eqx.Module):
         ts: Float[Array, " T"],
         observable: Callable[[Array], PyTree[Array]] | None = None,
         rows: Array | slice | None = None,
+        time_batch: int | None = None,
     ) -> Result:
         """Evolve kets and save states (or observables) at ``ts``.
 
@@ -211,6 +225,9 @@ class EigenPropagator(eqx.Module):
             rows: Optional index (array or slice) of the basis components to compute,
                 e.g. one subsystem's block: ``psi(t)[..., rows]`` is all that is formed
                 (and what ``observable`` receives), at a fraction of the cost.
+            time_batch: Save times handled per matrix product (``lax.map``'s
+                ``batch_size``): larger products run faster, at ``time_batch`` times the
+                memory of one time's states. Default: one time at a time.
 
         Returns:
             :class:`Result` with ``ys`` leaves of shape ``(*batch, T, ...)``.
@@ -224,10 +241,10 @@ class EigenPropagator(eqx.Module):
         lead = (1,) * (coeff.ndim - 1)
 
         def at(t):
-            psi_t = (coeff * jnp.exp(-1j * self.energies * t).reshape(*lead, -1)) @ basis_t
+            psi_t = complex_matmul(coeff * jnp.exp(-1j * self.energies * t).reshape(*lead, -1), basis_t)
             return psi_t if observable is None else observable(psi_t)
 
-        ys = jax.lax.map(at, ts)  # leading axis T
+        ys = jax.lax.map(at, ts, batch_size=time_batch)  # leading axis T
         nb = psi0.ndim - 1
         ys = jax.tree.map(lambda y: jnp.moveaxis(y, 0, nb), ys)
         return Result(ts=ts, ys=ys, stats={}, success=jnp.ones(psi0.shape[:-1], bool))

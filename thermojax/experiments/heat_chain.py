@@ -253,7 +253,8 @@ class HistogramConfig(ExperimentConfig):
 def _d2_batch(prop, chain: HeatChain, psi_band, ts):
     """D² of P_1 for a batch of band states of subunit 1 (only subunit 1's rows formed)."""
     psi0 = chain.local_state(psi_band, 0)
-    p1 = prop.evolve(psi0, ts, lambda x: jnp.sum(jnp.abs(x) ** 2, -1), rows=slice(0, chain.n_levels)).ys
+    p1 = prop.evolve(psi0, ts, lambda x: jnp.sum(jnp.abs(x) ** 2, -1), rows=slice(0, chain.n_levels),
+                     time_batch=8).ys
     p0 = jnp.zeros(chain.n_subunits).at[0].set(1.0)
     p1_ham = ham_populations(chain.kappa, p0, ts)[:, 0]
     return deviation_d2(ts, p1, jnp.broadcast_to(p1_ham, p1.shape))
