@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Shaped
+from jaxtyping import Array, ArrayLike, Complex, Float, Int, PRNGKeyArray, Shaped
 
 from ._checks import check_hermitian
 
@@ -182,6 +182,38 @@ def degenerate_levels(
     energies = jnp.asarray(energies)
     steps = (jnp.diff(energies) > atol).astype(jnp.int32)
     return jnp.concatenate([jnp.zeros((1,), jnp.int32), jnp.cumsum(steps)])
+
+
+def random_ket(key: PRNGKeyArray, d: int, batch: tuple[int, ...] = ()) -> Complex[Array, "*batch d"]:
+    """Haar-random normalised kets: complex Gaussian entries, normalised.
+
+    Args:
+        key: PRNG key; the same key gives the same kets.
+        d: Dimension.
+        batch: Leading batch shape.
+
+    Returns:
+        Kets of shape ``(*batch, d)``, unit norm along the last axis.
+
+    Example:
+        >>> import jax
+        >>> psi = random_ket(jax.random.key(0), 4)
+        >>> round(float(jnp.linalg.norm(psi)), 12)
+        1.0
+    """
+    kr, ki = jax.random.split(key)
+    z = jax.random.normal(kr, (*batch, d)) + 1j * jax.random.normal(ki, (*batch, d))
+    return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+
+
+def haar_unitary(key: PRNGKeyArray, d: int) -> Complex[Array, "d d"]:
+    """Haar-random unitary of dimension ``d`` (QR of a complex Ginibre matrix with the
+    phases of ``R``'s diagonal divided out)."""
+    k1, k2 = jax.random.split(key)
+    z = (jax.random.normal(k1, (d, d)) + 1j * jax.random.normal(k2, (d, d))) / jnp.sqrt(2.0)
+    q, r = jnp.linalg.qr(z)
+    ph = jnp.diagonal(r) / jnp.abs(jnp.diagonal(r))
+    return q * ph.reshape(1, d)
 
 
 def goe_matrix(

@@ -58,7 +58,7 @@ from ..fit import fit_least_squares
 from ..io import Stopwatch
 from ..models.heat_chain import HeatChain, random_band_state
 from ..models.oqt import InteractionPictureSSE, OQTModel, d_chi, diagnostics
-from ..spectra import goe_matrix, ket_to_dm
+from ..spectra import goe_matrix, ket_to_dm, random_ket
 from ..trajectories import AbstractSDE, simulate_trajectories, solve_trajectory
 from . import ExperimentResult, register
 from .heat_chain import ChainParams, TimeGrid
@@ -503,7 +503,7 @@ def run_relaxation(cfg: RelaxationConfig) -> ExperimentResult:
     k_h, k_psi, k_traj, k_norm = jax.random.split(jax.random.key(cfg.seed), 4)
     with sw("setup"):
         h = goe_matrix(k_h, mp.dim, radius=mp.radius)
-        psi0 = random_band_state(k_psi, mp.dim)
+        psi0 = random_ket(k_psi, mp.dim)
         model = OQTModel.microcanonical(h, psi0, mp.alpha_N)
         es = model.eigensystem
         psi_e = es.ket_to_eigenbasis(psi0)

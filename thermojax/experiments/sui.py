@@ -45,7 +45,7 @@ from ..config import ExperimentConfig, Section
 from ..evolve import solve_ode
 from ..io import Stopwatch
 from ..models.oqt import OQTModel, canonical_steady_state, microcanonical_steady_state
-from ..spectra import Eigensystem, eigh, goe_matrix, ket_to_dm, trace_distance
+from ..spectra import Eigensystem, eigh, goe_matrix, haar_unitary, ket_to_dm, random_ket, trace_distance
 from ..trajectories import simulate_trajectories
 from . import ExperimentResult, register
 
@@ -69,28 +69,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------
 # helpers (pure functions; tested in tests/test_sui_experiments.py)
 # ----------------------------------------------------------------------------------
-
-
-def random_ket(key: PRNGKeyArray, d: int) -> Complex[Array, " d"]:
-    """Haar-random normalised ket of dimension ``d`` (complex Gaussian, normalised).
-
-    Example:
-        >>> import jax
-        >>> psi = random_ket(jax.random.key(0), 4)
-        >>> round(float(jnp.linalg.norm(psi)), 12)
-        1.0
-    """
-    k1, k2 = jax.random.split(key)
-    psi = jax.random.normal(k1, (d,)) + 1j * jax.random.normal(k2, (d,))
-    return psi / jnp.linalg.norm(psi)
-
-
-def _haar_unitary(key: PRNGKeyArray, d: int) -> Complex[Array, "d d"]:
-    k1, k2 = jax.random.split(key)
-    z = (jax.random.normal(k1, (d, d)) + 1j * jax.random.normal(k2, (d, d))) / jnp.sqrt(2.0)
-    q, r = jnp.linalg.qr(z)
-    ph = jnp.diagonal(r) / jnp.abs(jnp.diagonal(r))
-    return q * ph.reshape(1, d)
 
 
 def sector_projectors(
@@ -122,7 +100,7 @@ def sector_projectors(
     if not sizes or min(sizes) < 1:
         raise ValueError(f"Argument `sizes` must be a non-empty list of ranks >= 1, got {sizes}.")
     d = sum(sizes)
-    basis = jnp.eye(d, dtype=complex) if key is None else _haar_unitary(key, d)
+    basis = jnp.eye(d, dtype=complex) if key is None else haar_unitary(key, d)
     out, start = [], 0
     for s in sizes:
         cols = basis[:, start : start + s]

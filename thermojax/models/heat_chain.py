@@ -42,6 +42,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from .._checks import check_positive
 from ..evolve import EigenPropagator, check_memory, estimate_bytes
+from ..spectra import random_ket
 
 __all__ = [
     "HeatChain",
@@ -206,10 +207,9 @@ def single_band_multiband_data(temperature, n_levels, kappa, gap=1.0):
 
 
 def random_band_state(key: PRNGKeyArray, n_levels: int, batch: tuple[int, ...] = ()):
-    """Haar-random normalised kets of one band, shape ``(*batch, n_levels)``."""
-    kr, ki = jax.random.split(key)
-    z = jax.random.normal(kr, (*batch, n_levels)) + 1j * jax.random.normal(ki, (*batch, n_levels))
-    return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
+    """Haar-random normalised kets of one band, shape ``(*batch, n_levels)``
+    (:func:`thermojax.spectra.random_ket`)."""
+    return random_ket(key, n_levels, batch)
 
 
 class HeatChain(eqx.Module):
