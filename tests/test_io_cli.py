@@ -95,3 +95,16 @@ def test_conductivity_run(tmp_path):
     path, result = cli.run("heat_chain_fig8", str(tmp_path / "fig8"), overrides)
     assert result.summary["max_rel_diff_eq47_vs_eq51"] < 1e-12
     assert (path / "conductivity.png").is_file()
+
+
+def test_registry_finds_all_experiments_after_a_direct_module_import():
+    code = (
+        "import thermojax.experiments.sui; from thermojax.experiments import registry;"
+        "print(sorted(registry()))"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    for name in ["heat_chain_relaxation", "oqt_relaxation", "sui_born_rule"]:
+        assert name in out.stdout

@@ -49,15 +49,25 @@ def register(name: str, config: type[ExperimentConfig], run, plot, description: 
     _REGISTRY[name] = Experiment(name, config, run, plot, description)
 
 
+_DISCOVERED = False
+
+
 def _discover() -> None:
+    """Import every module of this package once (each registers its experiments).
+
+    Tracked by a flag, not by an empty registry: importing one experiment module
+    directly registers it and must not stop the others from being found."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    _DISCOVERED = True
 
 
 def registry() -> dict[str, Experiment]:
     """All registered experiments, by name."""
-    if not _REGISTRY:
-        _discover()
+    _discover()
     return dict(_REGISTRY)
 
 
