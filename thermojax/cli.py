@@ -1,7 +1,7 @@
-"""Command line: ``thermojax run [CONFIG] [--out DIR] [--set key=value ...]``, ``thermojax list``.
+"""Command line: `thermojax run [CONFIG] [--out DIR] [--set key=value ...]`, `thermojax list`.
 
-CONFIG is a TOML path, a run's saved ``config.json``, or the name of a shipped config
-(``thermojax list``). Without CONFIG the default, ``heat_chain_fig2``, runs.
+CONFIG is a TOML path, a run's saved `config.json`, or the name of a shipped config
+(`thermojax list`). Without CONFIG the default, `heat_chain_fig2`, runs.
 """
 
 import argparse
@@ -18,7 +18,7 @@ DEFAULT_CONFIG = "heat_chain_fig2"
 
 
 def config_dir() -> Path:
-    """Folder of the shipped configs (``configs/`` in a checkout, packaged in a wheel)."""
+    """Folder of the shipped configs (`configs/` in a checkout, packaged in a wheel)."""
     packaged = resources.files("thermojax") / "_configs"
     if packaged.is_dir():
         return Path(str(packaged))
@@ -50,7 +50,7 @@ def resolve_config_path(arg: str | None) -> Path:
 
 
 def load_config(arg: str | None, overrides: list[str] = ()):
-    """Read, override and validate a config. Returns ``(experiment, config)``."""
+    """Read, override and validate a config. Returns `(experiment, config)`."""
     from .experiments import get
 
     path = resolve_config_path(arg)
@@ -64,7 +64,7 @@ def load_config(arg: str | None, overrides: list[str] = ()):
 
 
 def run(arg: str | None = None, out: str | None = None, overrides: list[str] = ()):
-    """Run an experiment end to end and write its run directory. Returns ``(path, result)``."""
+    """Run an experiment end to end and write its run directory. Returns `(path, result)`."""
     import matplotlib
 
     matplotlib.use("Agg")

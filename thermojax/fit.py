@@ -1,20 +1,24 @@
 r"""Least-squares fits of named model constants with optax, with standard errors.
 
-The user supplies a residual function ``r(params, *args)`` of a dict of named
+The user supplies a residual function `r(params, *args)` of a dict of named
 scalar constants. The fitter minimises
 
-.. math:: \mathcal{L}(\theta) = \tfrac12 \sum_i r_i(\theta)^2
+$$
+\mathcal{L}(\theta) = \tfrac12 \sum_i r_i(\theta)^2
+$$
 
-with ``optax.lbfgs`` (zoom line search). Constants listed as ``positive`` are fitted
-as ``theta = log(value)``, so they stay positive and are rescaled to O(1).
+with `optax.lbfgs` (zoom line search). Constants listed as `positive` are fitted
+as `theta = log(value)`, so they stay positive and are rescaled to O(1).
 
 Standard errors come from the curvature of the loss at the optimum (the usual
 least-squares covariance, valid for independent residuals of equal variance):
 
-.. math:: \mathrm{Cov}(\theta) = s^2\, [J^\top J]^{-1},
-          \qquad s^2 = \frac{\sum_i r_i^2}{m - p},
+$$
+\mathrm{Cov}(\theta) = s^2\, [J^\top J]^{-1},
+\qquad s^2 = \frac{\sum_i r_i^2}{m - p},
+$$
 
-propagated to the natural parameters by the delta method (``value * stderr(log value)``
+propagated to the natural parameters by the delta method (`value * stderr(log value)`
 for positive constants). Residuals that are correlated (e.g. the fluctuations of a
 deterministic but chaotic evolution) make these errors optimistic; say so when quoting.
 """
@@ -31,19 +35,19 @@ from tqdm.auto import tqdm
 
 
 class FitResult(eqx.Module):
-    """Outcome of :func:`fit_least_squares`.
+    """Outcome of `fit_least_squares`.
 
     Attributes:
         names: Names of the fitted constants, in order.
         values: Best-fit values, dict name -> scalar.
         stderr: Standard errors, dict name -> scalar (NaN if the curvature is singular
             or there are no more residuals than constants).
-        covariance: Covariance of the natural parameters, shape ``(p, p)``.
-        loss: Final loss ``0.5 * sum(r**2)``.
-        loss_history: Loss at each optimiser step, shape ``(steps,)``.
-        converged: Whether a convergence criterion was met before ``max_steps``.
+        covariance: Covariance of the natural parameters, shape `(p, p)`.
+        loss: Final loss `0.5 * sum(r**2)`.
+        loss_history: Loss at each optimiser step, shape `(steps,)`.
+        converged: Whether a convergence criterion was met before `max_steps`.
         n_steps: Optimiser steps taken.
-        n_data: Number of residuals ``m``.
+        n_data: Number of residuals `m`.
     """
 
     names: tuple[str, ...] = eqx.field(static=True)
@@ -57,8 +61,8 @@ class FitResult(eqx.Module):
     n_data: int = eqx.field(static=True)
 
     def as_dict(self, true: dict[str, float] | None = None, key: str = "true") -> dict:
-        """JSON-ready summary: per constant ``{"value", "stderr"}`` (+ ``key`` if known),
-        plus ``converged``, ``n_steps``, ``loss``."""
+        """JSON-ready summary: per constant `{"value", "stderr"}` (+ `key` if known),
+        plus `converged`, `n_steps`, `loss`."""
         out: dict = {}
         for n in self.names:
             out[n] = {"value": float(self.values[n]), "stderr": float(self.stderr[n])}
@@ -123,30 +127,30 @@ def fit_least_squares(
     r"""Fit named scalar constants by least squares with optax.
 
     Args:
-        residuals: ``residuals(params, *args) -> r`` with ``params`` a dict
-            name -> scalar; ``r`` any shape (flattened), real. Must be JAX-traceable.
+        residuals: `residuals(params, *args) -> r` with `params` a dict
+            name -> scalar; `r` any shape (flattened), real. Must be JAX-traceable.
         init: Starting values, dict name -> float.
-        args: Extra arguments passed to ``residuals`` (arrays are traced, not baked in).
-        positive: Names fitted in log space (``True``: all, ``False``: none).
-        optimizer: An optax optimiser supporting ``value_fn`` (default
-            ``optax.lbfgs()``, which line-searches).
+        args: Extra arguments passed to `residuals` (arrays are traced, not baked in).
+        positive: Names fitted in log space (`True`: all, `False`: none).
+        optimizer: An optax optimiser supporting `value_fn` (default
+            `optax.lbfgs()`, which line-searches).
         max_steps: Maximum optimiser steps.
         gtol: Stop when the largest gradient component of the loss normalised by its
-            initial value, in fitted (log) coordinates, falls below ``gtol``.
-        atol: Stop when the loss normalised by its initial value falls below ``atol``
+            initial value, in fitted (log) coordinates, falls below `gtol`.
+        atol: Stop when the loss normalised by its initial value falls below `atol`
             (zero-residual problems, e.g. noise-free data, where the gradient test
             would otherwise chase round-off).
-        ftol: Stop when the relative decrease of the loss in a step is below ``ftol``
+        ftol: Stop when the relative decrease of the loss in a step is below `ftol`
             for three consecutive steps.
         progress: Show a tqdm bar (one tick per step, loss in the postfix).
         desc: Label of the progress bar.
 
     Returns:
-        A :class:`FitResult`.
+        A `FitResult`.
 
     Raises:
-        ValueError: If ``init`` is empty, a positive constant starts <= 0, a name in
-            ``positive`` is not in ``init``, or the residuals are not finite at ``init``.
+        ValueError: If `init` is empty, a positive constant starts <= 0, a name in
+            `positive` is not in `init`, or the residuals are not finite at `init`.
 
     Example:
         >>> import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Run directories: arrays (npz, no pickle), ``summary.json``, resolved config, figures.
+"""Run directories: arrays (npz, no pickle), `summary.json`, resolved config, figures.
 
 Layout of a run directory::
 
@@ -68,13 +68,13 @@ def save_run(
 
     Args:
         out: Directory to write into.
-        arrays: Name -> array (any shape, numeric). Saved with ``np.savez``.
+        arrays: Name -> array (any shape, numeric). Saved with `np.savez`.
         summary: JSON-serialisable headline results (fits, timings ...).
         config: The resolved config as a plain dict (includes the seed).
-        figures: Name -> matplotlib Figure, saved as ``<name>.png``.
+        figures: Name -> matplotlib Figure, saved as `<name>.png`.
 
     Raises:
-        TypeError: If an array has dtype ``object`` (it would need pickle).
+        TypeError: If an array has dtype `object` (it would need pickle).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,10 +98,10 @@ def save_run(
 
 
 def load_run(out: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Load ``(arrays, summary)`` from a run directory written by :func:`save_run`.
+    """Load `(arrays, summary)` from a run directory written by `save_run`.
 
     Raises:
-        FileNotFoundError: If ``arrays.npz`` or ``summary.json`` is missing.
+        FileNotFoundError: If `arrays.npz` or `summary.json` is missing.
     """
     out = Path(out)
     with np.load(out / "arrays.npz", allow_pickle=False) as f:
@@ -111,7 +111,7 @@ def load_run(out: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 class Stopwatch:
-    """Named wall-clock timings: ``with sw("stage"): ...``; ``sw.seconds`` maps names to s."""
+    """Named wall-clock timings: `with sw("stage"): ...`; `sw.seconds` maps names to s."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}

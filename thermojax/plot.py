@@ -15,7 +15,7 @@ STYLE = {
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, width: float = 5.0, height: float = 3.6, **kw):
-    """``plt.subplots`` with the thermojax style and a per-panel size in inches."""
+    """`plt.subplots` with the thermojax style and a per-panel size in inches."""
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(
             nrows, ncols, figsize=(width * ncols, height * nrows), layout="constrained", **kw
@@ -29,7 +29,7 @@ def caption(fig, text: str) -> None:
 
 
 def label_log_axis(ax, values, axis: str = "x") -> None:
-    """Ticks of a log axis exactly at ``values``, labelled as plain numbers (no minor ticks)."""
+    """Ticks of a log axis exactly at `values`, labelled as plain numbers (no minor ticks)."""
     labels = [f"{v:g}" for v in values]
     if axis == "x":
         ax.set_xticks(values, labels)

@@ -2,33 +2,34 @@ r"""Heat conduction chain of weakly coupled many-level subunits (HAM).
 
 Source: M. Michel, J. Gemmer, G. Mahler, "Application of the Hilbert space average
 method on heat conduction models", Phys. Rev. E 73, 016101 (2006),
-cond-mat/0511727 (seed ``002_35d65e6582f938cb.txt``); restated in PHYSICS.md §2.
+cond-mat/0511727; the project's own account is `docs/models/heat_chain.md`.
 
-Model, single-excitation subspace (dimension ``d = N n``), basis ``|mu, i>`` =
-subunit ``mu`` excited to band level ``i``, all others in their ground state:
+Model, single-excitation subspace (dimension `d = N n`), basis `|mu, i>` =
+subunit `mu` excited to band level `i`, all others in their ground state:
 
-.. math::
-    H = \sum_{\mu i} \varepsilon_i |\mu,i\rangle\langle\mu,i|
-        + \lambda \sum_{\mu=1}^{N-1} \Big(\sum_{ij} v^{(\mu)}_{ij}
-          |\mu,i\rangle\langle\mu+1,j| + \mathrm{h.c.}\Big)
+$$
+H = \sum_{\mu i} \varepsilon_i |\mu,i\rangle\langle\mu,i|
++ \lambda \sum_{\mu=1}^{N-1} \Big(\sum_{ij} v^{(\mu)}_{ij}
+|\mu,i\rangle\langle\mu+1,j| + \mathrm{h.c.}\Big)
+$$
 
-Band levels ``eps_i = gap - band_width/2 + (i + 1/2) band_width / n`` (evenly spaced,
-centred on the gap; level spacing ``band_width / n``). Couplings ``v^(mu)`` are
-complex Gaussian with independent entries, mean 0 and ``E|v_ij|^2 = 1``; this
+Band levels `eps_i = gap - band_width/2 + (i + 1/2) band_width / n` (evenly spaced,
+centred on the gap; level spacing `band_width / n`). Couplings `v^(mu)` are
+complex Gaussian with independent entries, mean 0 and `E|v_ij|^2 = 1`; this
 normalisation is what makes the golden-rule rate come out as
-``kappa = 2 pi lambda^2 n / (hbar band_width)`` (paper eq. 27).
+`kappa = 2 pi lambda^2 n / (hbar band_width)` (paper eq. 27).
 
-Units: hbar = k_B = 1; energies in units of the gap ``Delta E`` (default 1), times
-in ``hbar / Delta E``.
+Units: hbar = k_B = 1; energies in units of the gap `Delta E` (default 1), times
+in `hbar / Delta E`.
 
 Closed forms used (and said so):
 
-* exact evolution: the eigendecomposition propagator (:class:`EigenPropagator`);
+* exact evolution: the eigendecomposition propagator (`thermojax.spectra.Eigensystem`);
   the diffrax path integrates the interaction picture with respect to the band
   energies, where the right-hand side only oscillates at frequencies <= band_width;
-* HAM rate equations (paper eqs. 30-32): ``dP/dt = -kappa L P`` with ``L`` the
+* HAM rate equations (paper eqs. 30-32): `dP/dt = -kappa L P` with `L` the
   path-graph Laplacian, solved in closed form from its known eigenvectors
-  ``cos(pi k (mu - 1/2) / N)`` and eigenvalues ``2 - 2 cos(pi k / N)``.
+  `cos(pi k (mu - 1/2) / N)` and eigenvalues `2 - 2 cos(pi k / N)`.
 """
 
 import math
@@ -40,9 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from .._checks import check_positive
-from ..evolve import EigenPropagator, check_memory, estimate_bytes
-from ..spectra import random_ket
+from .._checks import check_memory, check_positive, estimate_bytes
+from ..spectra import Eigensystem, eigh, random_ket
 
 __all__ = [
     "HeatChain",
@@ -57,6 +57,7 @@ __all__ = [
     "multiband_conductivity",
     "single_band_multiband_data",
     "random_band_state",
+    "memory_estimate",
 ]
 
 
@@ -65,22 +66,22 @@ class HAMValidityWarning(UserWarning):
 
 
 def golden_rule_kappa(coupling, n_levels, band_width, hbar=1.0):
-    r"""Energy diffusion constant ``kappa = 2 pi lambda^2 n / (hbar band_width)`` (eq. 27/51).
+    r"""Energy diffusion constant `kappa = 2 pi lambda^2 n / (hbar band_width)` (eq. 27/51).
 
     Args:
-        coupling: ``lambda`` (energy).
-        n_levels: Levels ``n`` per band.
-        band_width: Band width ``delta epsilon`` (energy).
+        coupling: `lambda` (energy).
+        n_levels: Levels `n` per band.
+        band_width: Band width `delta epsilon` (energy).
         hbar: Planck's constant (default 1).
 
     Returns:
-        ``kappa`` in 1/time, same shape as the broadcast inputs.
+        `kappa` in 1/time, same shape as the broadcast inputs.
     """
     return 2 * jnp.pi * coupling**2 * n_levels / (hbar * band_width)
 
 
 def path_laplacian(n_subunits: int) -> Float[Array, "N N"]:
-    """Laplacian ``L`` of the open chain: HAM reads ``dP/dt = -kappa L P`` (eqs. 30-32)."""
+    """Laplacian `L` of the open chain: HAM reads `dP/dt = -kappa L P` (eqs. 30-32)."""
     a = np.zeros((n_subunits, n_subunits))
     for mu in range(n_subunits - 1):
         a[mu, mu + 1] = a[mu + 1, mu] = 1.0
@@ -92,16 +93,18 @@ def ham_populations(
 ) -> Float[Array, "*batch T N"]:
     r"""Closed-form solution of the HAM rate equations (paper eqs. 30-32).
 
-    .. math:: P(t) = \sum_k e^{-\kappa \ell_k t}\, \phi_k\, \frac{\phi_k\cdot P(0)}{\phi_k\cdot\phi_k},
-        \quad \phi_k(\mu) = \cos\frac{\pi k (\mu - 1/2)}{N},\quad \ell_k = 2 - 2\cos\frac{\pi k}{N}
+    $$
+    P(t) = \sum_k e^{-\kappa \ell_k t}\, \phi_k\, \frac{\phi_k\cdot P(0)}{\phi_k\cdot\phi_k},
+    \quad \phi_k(\mu) = \cos\frac{\pi k (\mu - 1/2)}{N},\quad \ell_k = 2 - 2\cos\frac{\pi k}{N}
+    $$
 
     Args:
         kappa: Rate (1/time), scalar; differentiable.
-        p0: Initial subunit populations, shape ``(*batch, N)``.
-        ts: Times, shape ``(T,)``.
+        p0: Initial subunit populations, shape `(*batch, N)`.
+        ts: Times, shape `(T,)`.
 
     Returns:
-        Populations, shape ``(*batch, T, N)``.
+        Populations, shape `(*batch, T, N)`.
     """
     n = p0.shape[-1]
     k = np.arange(n)
@@ -118,37 +121,42 @@ def deviation_d2(
 ) -> Float[Array, " *batch"]:
     r"""Time-averaged squared deviation (paper eq. 33).
 
-    .. math:: D^2 = \frac{1}{t_T - t_0}\int_{t_0}^{t_T} (P^{HAM}(t) - P^{exact}(t))^2\,dt
+    $$
+    D^2 = \frac{1}{t_T - t_0}\int_{t_0}^{t_T} (P^{HAM}(t) - P^{exact}(t))^2\,dt
+    $$
 
-    by the trapezoidal rule on the grid ``ts``. The paper integrates to ``T = 5 tau``
-    without defining ``tau`` precisely; thermojax uses ``tau = 1/kappa`` (pass
-    ``ts`` spanning ``[0, 5/kappa]``).
+    by the trapezoidal rule on the grid `ts`. The paper integrates to `T = 5 tau`
+    without defining `tau` precisely; thermojax uses `tau = 1/kappa` (pass
+    `ts` spanning `[0, 5/kappa]`).
 
     Args:
-        ts: Time grid, shape ``(T,)``, increasing.
-        p_exact, p_ham: Values on the grid, shape ``(*batch, T)``.
+        ts: Time grid, shape `(T,)`, increasing.
+        p_exact: Exact values on the grid, shape `(*batch, T)`.
+        p_ham: HAM values on the grid, shape `(*batch, T)`.
 
     Returns:
-        ``D^2``, shape ``(*batch,)``.
+        `D^2`, shape `(*batch,)`.
     """
     sq = (p_ham - p_exact) ** 2
     return jnp.trapezoid(sq, jnp.broadcast_to(ts, sq.shape), axis=-1) / (ts[-1] - ts[0])
 
 
 def log_partition_function(temperature, n_levels, gap=1.0):
-    """``ln Z`` of one (n+1)-level subunit, ``Z = 1 + n exp(-gap / T)`` (paper §VIII)."""
+    """`ln Z` of one (n+1)-level subunit, `Z = 1 + n exp(-gap / T)` (paper §VIII)."""
     return jnp.log1p(n_levels * jnp.exp(-gap / temperature))
 
 
 def heat_capacity(temperature, n_levels, gap=1.0):
     r"""Heat capacity of one subunit (paper eq. 50), in units of k_B.
 
-    .. math:: c = \frac{n e^{-\Delta E/T}}{(1 + n e^{-\Delta E/T})^2}\Big(\frac{\Delta E}{T}\Big)^2
+    $$
+    c = \frac{n e^{-\Delta E/T}}{(1 + n e^{-\Delta E/T})^2}\Big(\frac{\Delta E}{T}\Big)^2
+    $$
 
     Args:
-        temperature: ``k_B T`` in energy units, any shape, > 0.
-        n_levels: Band size ``n``.
-        gap: ``Delta E``.
+        temperature: `k_B T` in energy units, any shape, > 0.
+        n_levels: Band size `n`.
+        gap: `Delta E`.
     """
     x = gap / temperature
     w = n_levels * jnp.exp(-x)
@@ -156,9 +164,9 @@ def heat_capacity(temperature, n_levels, gap=1.0):
 
 
 def thermal_conductivity(temperature, kappa, n_levels, gap=1.0):
-    r"""Single-band heat conductivity ``kappa_th = kappa c(T)`` (paper eqs. 48, 51).
+    r"""Single-band heat conductivity `kappa_th = kappa c(T)` (paper eqs. 48, 51).
 
-    Units: ``k_B Delta E / hbar`` when ``kappa`` is in ``Delta E / hbar``.
+    Units: `k_B Delta E / hbar` when `kappa` is in `Delta E / hbar`.
     """
     return kappa * heat_capacity(temperature, n_levels, gap)
 
@@ -166,24 +174,26 @@ def thermal_conductivity(temperature, kappa, n_levels, gap=1.0):
 def multiband_conductivity(temperature, energies, offsets, counts, kappa, z2):
     r"""General multi-band HAM heat conductivity (paper eq. 47).
 
-    .. math:: \kappa_{th} = \sum_{E,\mathcal{E},\mathcal{E}'} \kappa(E,\mathcal{E},\mathcal{E}')
-        \frac{e^{-E/k_BT}}{k_B T^2 Z^2(T)}\big(n(E,\mathcal{E})\mathcal{E}^2
-        - n(E,\mathcal{E}')\mathcal{E}\mathcal{E}'\big)
+    $$
+    \kappa_{th} = \sum_{E,\mathcal{E},\mathcal{E}'} \kappa(E,\mathcal{E},\mathcal{E}')
+    \frac{e^{-E/k_BT}}{k_B T^2 Z^2(T)}\big(n(E,\mathcal{E})\mathcal{E}^2
+    - n(E,\mathcal{E}')\mathcal{E}\mathcal{E}'\big)
+    $$
 
-    for two subunits: ``E`` is a band of total energy, ``calE`` labels its sub-bands
-    by half the energy difference of the two subunits, ``n(E, calE)`` counts their
-    levels. Padding sub-bands with ``counts = 0`` is allowed.
+    for two subunits: `E` is a band of total energy, `calE` labels its sub-bands
+    by half the energy difference of the two subunits, `n(E, calE)` counts their
+    levels. Padding sub-bands with `counts = 0` is allowed.
 
     Args:
-        temperature: ``k_B T``, scalar.
-        energies: Band energies ``E``, shape ``(B,)``.
-        offsets: Sub-band labels ``calE``, shape ``(B, S)``.
-        counts: ``n(E, calE)``, shape ``(B, S)``.
-        kappa: Symmetric rates ``kappa(E, calE, calE')``, shape ``(B, S, S)``.
-        z2: Two-subunit partition function ``Z^2(T)``, scalar.
+        temperature: `k_B T`, scalar.
+        energies: Band energies `E`, shape `(B,)`.
+        offsets: Sub-band labels `calE`, shape `(B, S)`.
+        counts: `n(E, calE)`, shape `(B, S)`.
+        kappa: Symmetric rates `kappa(E, calE, calE')`, shape `(B, S, S)`.
+        z2: Two-subunit partition function `Z^2(T)`, scalar.
 
     Returns:
-        ``kappa_th`` (scalar).
+        `kappa_th` (scalar).
     """
     boltz = jnp.exp(-energies / temperature)  # (B,)
     e, ep = offsets[:, :, None], offsets[:, None, :]
@@ -194,9 +204,9 @@ def multiband_conductivity(temperature, energies, offsets, counts, kappa, z2):
 def single_band_multiband_data(temperature, n_levels, kappa, gap=1.0):
     """Eq. 47's inputs for the single-band two-subunit model (paper §VIII).
 
-    Bands ``E = 0`` (one state), ``E = gap`` (sub-bands ``+-gap/2`` with ``n`` levels
-    each, exchanged at rate ``kappa``) and ``E = 2 gap`` (``n^2`` states). Returns the
-    tuple ``(energies, offsets, counts, kappa, z2)`` for :func:`multiband_conductivity`.
+    Bands `E = 0` (one state), `E = gap` (sub-bands `+-gap/2` with `n` levels
+    each, exchanged at rate `kappa`) and `E = 2 gap` (`n^2` states). Returns the
+    tuple `(energies, offsets, counts, kappa, z2)` for `multiband_conductivity`.
     """
     energies = jnp.array([0.0, gap, 2 * gap])
     offsets = jnp.array([[0.0, 0.0], [gap / 2, -gap / 2], [0.0, 0.0]])
@@ -206,24 +216,32 @@ def single_band_multiband_data(temperature, n_levels, kappa, gap=1.0):
     return energies, offsets, counts, rates, z2
 
 
+def memory_estimate(n_subunits: int, n_levels: int) -> int:
+    """Bytes a chain of this size needs before it can be evolved: the random couplings
+    `(N-1, n, n)`, the dense Hamiltonian, its eigenvectors and `eigh`'s workspace
+    (complex128). Checked before anything is drawn."""
+    d = n_subunits * n_levels
+    return estimate_bytes(((n_subunits - 1, n_levels, n_levels), jnp.complex128), ((4, d, d), jnp.complex128))
+
+
 def random_band_state(key: PRNGKeyArray, n_levels: int, batch: tuple[int, ...] = ()):
-    """Haar-random normalised kets of one band, shape ``(*batch, n_levels)``
-    (:func:`thermojax.spectra.random_ket`)."""
+    """Haar-random normalised kets of one band, shape `(*batch, n_levels)`
+    (`thermojax.spectra.random_ket`)."""
     return random_ket(key, n_levels, batch)
 
 
 class HeatChain(eqx.Module):
-    """The closed chain of ``N`` subunits with ``n``-level bands (paper §II, PHYSICS.md §2).
+    """The closed chain of `N` subunits with `n`-level bands (paper §II).
 
-    Array fields (differentiable, fittable): ``coupling`` (lambda), ``band_width``
-    (delta epsilon), ``gap`` (Delta E), ``couplings`` (the random ``v``).
-    Static fields: ``n_subunits`` (N), ``n_levels`` (n).
+    Array fields (differentiable, fittable): `coupling` (lambda), `band_width`
+    (delta epsilon), `gap` (Delta E), `couplings` (the random `v`).
+    Static fields: `n_subunits` (N), `n_levels` (n).
 
     Attributes:
-        couplings: ``v^(mu)``, shape ``(N-1, n, n)``, complex, ``E|v_ij|^2 = 1``.
-        coupling: ``lambda``, scalar energy.
-        band_width: ``delta epsilon``, scalar energy.
-        gap: ``Delta E``, scalar energy.
+        couplings: `v^(mu)`, shape `(N-1, n, n)`, complex, `E|v_ij|^2 = 1`.
+        coupling: `lambda`, scalar energy.
+        band_width: `delta epsilon`, scalar energy.
+        gap: `Delta E`, scalar energy.
         hbar: Planck's constant (default 1).
 
     Example:
@@ -254,21 +272,22 @@ class HeatChain(eqx.Module):
         hbar: float = 1.0,
         warn: bool = True,
     ) -> "HeatChain":
-        """Draw the random couplings from ``key`` and build the chain.
+        r"""Draw the random couplings from `key` and build the chain.
 
         Args:
             key: PRNG key; the same key gives the same couplings.
-            n_subunits: ``N >= 2``.
-            n_levels: ``n >= 1``.
-            band_width, gap, coupling: ``delta epsilon > 0``, ``Delta E > 0``,
-                ``lambda >= 0`` (energies).
+            n_subunits: `N >= 2`.
+            n_levels: `n >= 1`.
+            band_width: Band width $\delta\varepsilon > 0$ (energy).
+            gap: $\Delta E > 0$ (energy).
+            coupling: $\lambda \ge 0$ (energy).
             hbar: Planck's constant.
-            warn: Emit :class:`HAMValidityWarning` if eq. 29 is violated.
+            warn: Emit `HAMValidityWarning` if eq. 29 is violated.
 
         Raises:
-            ValueError: For ``N < 2``, ``n < 1``, non-integer sizes, or non-positive
-                ``band_width``/``gap``/negative ``coupling``; also if
-                ``band_width >= 2 gap`` (levels would reach zero energy).
+            ValueError: For `N < 2`, `n < 1`, non-integer sizes, or non-positive
+                `band_width`/`gap`/negative `coupling`; also if
+                `band_width >= 2 gap` (levels would reach zero energy).
         """
         for name, val, low in (("n_subunits", n_subunits, 2), ("n_levels", n_levels, 1)):
             if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < low:
@@ -282,6 +301,12 @@ class HeatChain(eqx.Module):
                 f"Argument `band_width` ({band_width}) must be < 2 * gap ({2 * gap}) so the "
                 "excited band stays above the ground state."
             )
+        check_memory(
+            memory_estimate(n_subunits, n_levels),
+            f"heat chain of N = {n_subunits} subunits with n = {n_levels} levels (dense H of dimension "
+            f"{n_subunits * n_levels}, its couplings and eigendecomposition)",
+            key="n_levels / n_subunits",
+        )
         kr, ki = jax.random.split(key)
         shape = (n_subunits - 1, n_levels, n_levels)
         v = (jax.random.normal(kr, shape) + 1j * jax.random.normal(ki, shape)) / math.sqrt(2)
@@ -300,22 +325,22 @@ class HeatChain(eqx.Module):
 
     @property
     def dim(self) -> int:
-        """Hilbert-space dimension ``N n`` of the single-excitation subspace."""
+        """Hilbert-space dimension `N n` of the single-excitation subspace."""
         return self.n_subunits * self.n_levels
 
     @property
     def kappa(self) -> Array:
-        """Golden-rule rate ``2 pi lambda^2 n / (hbar delta epsilon)`` (eq. 27), 1/time."""
+        """Golden-rule rate `2 pi lambda^2 n / (hbar delta epsilon)` (eq. 27), 1/time."""
         return golden_rule_kappa(self.coupling, self.n_levels, self.band_width, self.hbar)
 
     def validity(self) -> dict[str, float]:
-        """The two numbers of eq. 29: ``lambda n / delta eps`` (want >= 1/2) and
-        ``lambda^2 n / delta eps^2`` (want << 1)."""
+        """The two numbers of eq. 29: `lambda n / delta eps` (want >= 1/2) and
+        `lambda^2 n / delta eps^2` (want << 1)."""
         lam, n, w = float(self.coupling), self.n_levels, float(self.band_width)
         return {"lambda_n_over_width": lam * n / w, "lambda2_n_over_width2": lam**2 * n / w**2}
 
     def check_validity(self, small: float = 0.1) -> bool:
-        """Warn (:class:`HAMValidityWarning`) if eq. 29 fails; ``<< 1`` read as ``<= small``.
+        """Warn (`HAMValidityWarning`) if eq. 29 fails; `<< 1` read as `<= small`.
 
         Returns:
             Whether both criteria hold.
@@ -343,24 +368,24 @@ class HeatChain(eqx.Module):
         return ok
 
     def band_energies(self) -> Float[Array, " n"]:
-        """Level energies ``eps_i`` of one band, shape ``(n,)``, ascending."""
+        """Level energies `eps_i` of one band, shape `(n,)`, ascending."""
         i = jnp.arange(self.n_levels)
         return self.gap - self.band_width / 2 + (i + 0.5) * self.band_width / self.n_levels
 
     def diagonal(self) -> Float[Array, " d"]:
-        """Unperturbed energies of the ``d = N n`` basis states ``|mu, i>``."""
+        """Unperturbed energies of the `d = N n` basis states `|mu, i>`."""
         return jnp.tile(self.band_energies(), self.n_subunits)
 
     def memory_estimate(self) -> int:
-        """Bytes for the dense Hamiltonian, its eigenvectors and eigh's workspace."""
-        return estimate_bytes(((4, self.dim, self.dim), jnp.complex128))
+        """Bytes for the couplings, the dense Hamiltonian, its eigenvectors and eigh's workspace."""
+        return memory_estimate(self.n_subunits, self.n_levels)
 
     def hamiltonian(self, budget: int | None = None) -> Complex[Array, "d d"]:
-        """Dense Hamiltonian, shape ``(d, d)``, complex, Hermitian by construction.
+        """Dense Hamiltonian, shape `(d, d)`, complex, Hermitian by construction.
 
         Raises:
             MemoryError: If the dense matrix and its diagonalisation would not fit in
-                ``budget`` bytes (default: available device memory).
+                `budget` bytes (default: available device memory).
         """
         check_memory(self.memory_estimate(), f"dense Hamiltonian of dimension {self.dim}", budget)
         n, nsub = self.n_levels, self.n_subunits
@@ -372,13 +397,14 @@ class HeatChain(eqx.Module):
         h = h.reshape(self.dim, self.dim)
         return h + jnp.diag(self.diagonal().astype(complex))
 
-    def propagator(self, budget: int | None = None) -> EigenPropagator:
-        """Exact propagator from the eigendecomposition of :meth:`hamiltonian`."""
-        return EigenPropagator.from_hamiltonian(self.hamiltonian(budget), check=False)
+    def eigensystem(self, budget: int | None = None) -> Eigensystem:
+        """Eigendecomposition of `hamiltonian`: the exact propagator
+        (`thermojax.spectra.Eigensystem.evolve`)."""
+        return eigh(self.hamiltonian(budget), check=False)
 
     def apply_coupling(self, psi: Complex[Array, " d"]) -> Complex[Array, " d"]:
-        """``V psi`` with ``V`` the nearest-neighbour coupling (without lambda), using the
-        ``N-1`` blocks: O(N n^2) instead of O(N^2 n^2)."""
+        """`V psi` with `V` the nearest-neighbour coupling (without lambda), using the
+        `N-1` blocks: O(N n^2) instead of O(N^2 n^2)."""
         p = psi.reshape(self.n_subunits, self.n_levels)
         down = jnp.einsum("mij,mj->mi", self.couplings, p[1:])  # v^(mu) psi_{mu+1}
         up = jnp.einsum("mji,mj->mi", jnp.conj(self.couplings), p[:-1])  # v^(mu)^dag psi_mu
@@ -388,22 +414,24 @@ class HeatChain(eqx.Module):
     def interaction_vector_field(self, t, psi_int: Complex[Array, " d"], args=None):
         r"""Right-hand side in the interaction picture w.r.t. the band energies.
 
-        .. math:: \dot\psi_I = -\frac{i\lambda}{\hbar} e^{i(H_0-\Delta E)t} V e^{-i(H_0-\Delta E)t}\psi_I
+        $$
+        \dot\psi_I = -\frac{i\lambda}{\hbar} e^{i(H_0-\Delta E)t} V e^{-i(H_0-\Delta E)t}\psi_I
+        $$
 
-        The common gap cancels (``V`` conserves the excitation number), so the phases
-        oscillate at most at ``band_width / hbar``. Populations are the same in both
-        pictures. Signature ``(t, y, args)`` for diffrax.
+        The common gap cancels (`V` conserves the excitation number), so the phases
+        oscillate at most at `band_width / hbar`. Populations are the same in both
+        pictures. Signature `(t, y, args)` for diffrax.
         """
         phase = jnp.exp(1j * (self.diagonal() - self.gap) * t / self.hbar)
         return (-1j * self.coupling / self.hbar) * phase * self.apply_coupling(jnp.conj(phase) * psi_int)
 
     def populations(self, psi: Complex[Array, "*batch d"]) -> Float[Array, "*batch N"]:
-        """Subunit populations ``P_mu = sum_i |<mu,i|psi>|^2``, shape ``(*batch, N)``."""
+        """Subunit populations `P_mu = sum_i |<mu,i|psi>|^2`, shape `(*batch, N)`."""
         p = jnp.abs(psi) ** 2
         return p.reshape(*psi.shape[:-1], self.n_subunits, self.n_levels).sum(-1)
 
     def local_state(self, psi_band: Complex[Array, "*batch n"], subunit: int = 0):
-        """Embed kets of one band into the chain: excitation in ``subunit`` (0-based).
+        """Embed kets of one band into the chain: excitation in `subunit` (0-based).
 
         Raises:
             ValueError: On a wrong band size or subunit index.
@@ -419,11 +447,11 @@ class HeatChain(eqx.Module):
         return full.reshape(*psi_band.shape[:-1], self.dim)
 
     def ham_populations(self, p0, ts):
-        """HAM rate-equation populations at the golden-rule ``kappa``; see
-        :func:`ham_populations`."""
+        """HAM rate-equation populations at the golden-rule `kappa`; see
+        `ham_populations`."""
         return ham_populations(self.kappa, p0, ts)
 
     def ham_vector_field(self, t, p, args=None):
-        """HAM right-hand side ``-kappa L P`` for diffrax (args may carry ``kappa``)."""
+        """HAM right-hand side `-kappa L P` for diffrax (args may carry `kappa`)."""
         kappa = self.kappa if args is None else args
         return -kappa * (path_laplacian(self.n_subunits) @ p)

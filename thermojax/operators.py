@@ -1,0 +1,291 @@
+r"""Hamiltonians as the solvers see them: constant, callable, or a sum with time-dependent
+coefficients.
+
+A user's `H` is converted once by `as_operator`:
+
+* a dense array `(*batch, d, d)` or a QuTiP `Qobj` → `ConstantOperator`;
+* a callable `H(t) -> (d, d)` → `CallableOperator`;
+* a pair `(H0, [(V_1, f_1), (V_2, f_2), ...])` with scalar coefficients `f_k(t)`
+  → `SumOperator`, $H(t) = H_0 + \sum_k f_k(t) V_k$, applied as
+  $H_0x + \sum_k f_k(t)V_kx$ without forming $H(t)$.
+
+Each has `__call__(t)` (the dense matrix) and `mv(t, x)` (the product with a ket
+`(d,)` or a matrix `(d, n)`), both traceable. Batch axes of a constant `H` (or of
+`H0`) lead; `vmap_axes` tells `eqx.filter_vmap` which leaves carry them.
+"""
+
+import abc
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from ._checks import check_finite, check_hermitian
+from .interop import is_qobj, to_array
+
+__all__ = [
+    "AbstractOperator",
+    "ConstantOperator",
+    "CallableOperator",
+    "SumOperator",
+    "as_operator",
+    "matmul",
+]
+
+
+def matmul(a: Array, b: Array) -> Array:
+    """`a @ b` with complex products done as real matrix products.
+
+    XLA's CPU backend runs real GEMMs far faster than complex ones (3.6x for a
+    (500, 1000) @ (1000, 500) product, `benchmarks/README.md`); a real operand
+    times a complex one costs two real products instead of a complex one.
+    """
+    ca, cb = jnp.iscomplexobj(a), jnp.iscomplexobj(b)
+    if ca and cb:
+        ar, ai, br, bi = a.real, a.imag, b.real, b.imag
+        return jax.lax.complex(ar @ br - ai @ bi, ar @ bi + ai @ br)
+    if ca:
+        return jax.lax.complex(a.real @ b, a.imag @ b)
+    if cb:
+        return jax.lax.complex(a @ b.real, a @ b.imag)
+    return a @ b
+
+
+class AbstractOperator(eqx.Module):
+    """A (possibly time-dependent) `(d, d)` operator."""
+
+    @abc.abstractmethod
+    def __call__(self, t) -> Array:
+        """The dense matrix at time `t`, shape `(*batch, d, d)`."""
+
+    @abc.abstractmethod
+    def mv(self, t, x: Array) -> Array:
+        """`H(t) @ x` for `x` of shape `(d,)` or `(d, n)` (unbatched operator)."""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Dimension `d`."""
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """Leading batch axes (`()` if none)."""
+        return ()
+
+    @property
+    def is_constant(self) -> bool:
+        """Whether the operator is time independent."""
+        return False
+
+    def vmap_axes(self):
+        """`in_axes` for `eqx.filter_vmap` over a flattened leading batch axis."""
+        return None
+
+    def flatten_batch(self) -> "AbstractOperator":
+        """The same operator with its batch axes flattened into one (or none)."""
+        return self
+
+
+class ConstantOperator(AbstractOperator):
+    """A time-independent matrix, shape `(*batch, d, d)`."""
+
+    matrix: Array
+
+    def __call__(self, t) -> Array:
+        return self.matrix
+
+    def mv(self, t, x):
+        return matmul(self.matrix, x)
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.shape[-1]
+
+    @property
+    def batch_shape(self):
+        return self.matrix.shape[:-2]
+
+    @property
+    def is_constant(self) -> bool:
+        return True
+
+    def vmap_axes(self):
+        return ConstantOperator(0) if self.batch_shape else None
+
+    def flatten_batch(self):
+        if not self.batch_shape:
+            return self
+        return ConstantOperator(self.matrix.reshape((-1,) + self.matrix.shape[-2:]))
+
+
+class CallableOperator(AbstractOperator):
+    """`H(t)` given as a function returning a `(d, d)` array (no batch axes; batch
+    by `jax.vmap` over the solver)."""
+
+    fn: Callable = eqx.field(static=True)
+    d: int = eqx.field(static=True)
+
+    def __call__(self, t):
+        return self.fn(t)
+
+    def mv(self, t, x):
+        return matmul(jnp.asarray(self.fn(t)), x)
+
+    @property
+    def dim(self) -> int:
+        return self.d
+
+
+class SumOperator(AbstractOperator):
+    r"""$H(t) = H_0 + \sum_k f_k(t) V_k$ with scalar coefficient functions `f_k`.
+
+    Attributes:
+        h0: `(*batch, d, d)`.
+        ops: The `V_k`, `(K, d, d)`.
+        coeffs: The `f_k`, a tuple of callables `t -> scalar` (static).
+    """
+
+    h0: Array
+    ops: Array
+    coeffs: tuple[Callable, ...] = eqx.field(static=True)
+
+    def coefficients(self, t) -> Array:
+        """`(f_1(t), ..., f_K(t))`, shape `(K,)`."""
+        return jnp.stack([jnp.asarray(f(t)) for f in self.coeffs])
+
+    def __call__(self, t):
+        c = self.coefficients(t).astype(jnp.result_type(self.ops.dtype, self.h0.dtype))
+        return self.h0 + jnp.einsum("k,kij->ij", c, self.ops)
+
+    def mv(self, t, x):
+        out = matmul(self.h0, x)
+        c = self.coefficients(t)
+        for k in range(self.ops.shape[0]):
+            out = out + c[k] * matmul(self.ops[k], x)
+        return out
+
+    @property
+    def dim(self) -> int:
+        return self.h0.shape[-1]
+
+    @property
+    def batch_shape(self):
+        return self.h0.shape[:-2]
+
+    def vmap_axes(self):
+        return SumOperator(0, None, self.coeffs) if self.batch_shape else None
+
+    def flatten_batch(self):
+        if not self.batch_shape:
+            return self
+        return SumOperator(self.h0.reshape((-1,) + self.h0.shape[-2:]), self.ops, self.coeffs)
+
+
+def _square(x, name):
+    x = to_array(x, name)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"Argument `{name}` must be a square matrix (..., d, d), got shape {x.shape}.")
+    return x
+
+
+def _is_sum_form(H) -> bool:
+    """`(H0, [(V, f), ...])`: a pair whose second entry is a list of pairs with a callable."""
+    if not (isinstance(H, (tuple, list)) and len(H) == 2 and isinstance(H[1], (list, tuple))):
+        return False
+    return all(isinstance(t, (tuple, list)) and len(t) == 2 and callable(t[1]) for t in H[1])
+
+
+def as_operator(
+    H, name: str = "H", *, t0: float = 0.0, check: bool = True, rtol: float = 1e-10
+) -> AbstractOperator:
+    r"""Convert a user's Hamiltonian to an `AbstractOperator`.
+
+    Args:
+        H: One of: a dense Hermitian array `(*batch, d, d)`; a QuTiP `Qobj`; a
+            callable `H(t) -> (d, d)`; a pair `(H0, [(V_1, f_1), ...])` with arrays
+            or `Qobj` `H0`, `V_k` and scalar functions `f_k(t)`; or an
+            `AbstractOperator` (returned as is).
+        name: Argument name used in messages.
+        t0: Time at which a time-dependent `H` is evaluated for the checks.
+        check: Check Hermiticity (of `H(t0)` when time dependent).
+        rtol: Relative Hermiticity tolerance.
+
+    Returns:
+        The operator.
+
+    Raises:
+        ValueError: On a non-square or non-Hermitian `H`, NaN entries (said as such),
+            mismatched shapes in the sum form, or a malformed pair.
+        TypeError: On a `(V, f)` term whose `f` is not callable.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> sx = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+        >>> H = as_operator((jnp.zeros((2, 2)), [(sx, lambda t: jnp.cos(t))]))
+        >>> H(0.0).tolist()
+        [[0.0, 1.0], [1.0, 0.0]]
+    """
+    if isinstance(H, AbstractOperator):
+        return H
+    if callable(H) and not is_qobj(H) and not hasattr(H, "shape"):
+        probe = jax.eval_shape(H, jnp.asarray(t0, float))
+        if len(probe.shape) != 2 or probe.shape[0] != probe.shape[1]:
+            raise ValueError(f"Argument `{name}` as a callable must return a (d, d) array, got {probe.shape}.")
+        op = CallableOperator(H, probe.shape[0])
+        if check:
+            check_hermitian(jnp.asarray(H(jnp.asarray(t0, float))), f"{name}(t0)", rtol=rtol)
+        return op
+    if _is_sum_form(H):
+        h0 = _square(H[0], f"{name}[0]")
+        terms = H[1]
+        if not terms:
+            return as_operator(h0, name, check=check, rtol=rtol)
+        ops, coeffs = [], []
+        for i, term in enumerate(terms):
+            if not (isinstance(term, (tuple, list)) and len(term) == 2):
+                raise ValueError(f"Argument `{name}[1][{i}]` must be a pair (V, f), got {term!r}.")
+            v, f = term
+            if not callable(f):
+                raise TypeError(f"Argument `{name}[1][{i}]`: the coefficient f must be callable f(t), got {f!r}.")
+            v = _square(v, f"{name}[1][{i}]")
+            if v.shape != h0.shape[-2:]:
+                raise ValueError(
+                    f"Argument `{name}[1][{i}]`: V has shape {v.shape}, expected {h0.shape[-2:]} as H0."
+                )
+            ops.append(v)
+            coeffs.append(f)
+        dtype = jnp.result_type(h0.dtype, *[o.dtype for o in ops])
+        op = SumOperator(h0.astype(dtype), jnp.stack(ops).astype(dtype), tuple(coeffs))
+        if check:
+            h_t0 = op(jnp.asarray(t0, float)) if not op.batch_shape else op.h0
+            check_hermitian(h_t0, f"{name}(t0)", rtol=rtol)
+        return op
+    h = _square(H, name)
+    if jnp.issubdtype(h.dtype, jnp.integer) or h.dtype == jnp.bool_:
+        h = h.astype(float)
+    if check:
+        h = check_hermitian(h, name, rtol=rtol)
+    return ConstantOperator(h)
+
+
+def as_operator_stack(ops, name: str, dim: int | None = None) -> Array:
+    """Convert a sequence of operators (arrays or `Qobj`) or a `(K, d, d)` array to one
+    array `(*batch, K, d, d)`; an empty sequence gives `(0, d, d)`.
+
+    Raises:
+        ValueError: On non-square operators or a dimension other than `dim`.
+    """
+    if ops is None or (isinstance(ops, Sequence) and not isinstance(ops, str) and len(ops) == 0):
+        if dim is None:
+            raise ValueError(f"Argument `{name}` is empty and no dimension is known.")
+        return jnp.zeros((0, dim, dim), complex)
+    arr = to_array(ops, name)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim < 3 or arr.shape[-1] != arr.shape[-2]:
+        raise ValueError(f"Argument `{name}` must hold (d, d) operators, shape (..., K, d, d), got {arr.shape}.")
+    if dim is not None and arr.shape[-1] != dim:
+        raise ValueError(f"Argument `{name}` holds operators of dimension {arr.shape[-1]}, expected {dim}.")
+    return check_finite(arr, name)

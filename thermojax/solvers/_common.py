@@ -1,0 +1,220 @@
+"""Pieces shared by the public solvers: e_ops, the diffrax ODE driver, cartesian batching."""
+
+from collections.abc import Callable
+from typing import Any
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from .._checks import check_finite
+from ..interop import to_array
+from ..options import ODE, Options
+from ..result import Result, Status, status_from_diffrax
+
+__all__ = ["prepare_e_ops", "expect_values", "ode_integrate", "solve_ode", "cartesian_call"]
+
+
+def prepare_e_ops(e_ops, d: int):
+    """`None`, a callable `state -> (E,)`, or operators as an array `(E, d, d)`.
+
+    Raises:
+        ValueError: On operators of the wrong shape or with NaN.
+    """
+    if e_ops is None or callable(e_ops) and not hasattr(e_ops, "shape") and not isinstance(e_ops, list):
+        return e_ops
+    arr = to_array(e_ops, "e_ops")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (d, d):
+        raise ValueError(f"Argument `e_ops` must hold (d, d) = ({d}, {d}) operators, got shape {arr.shape}.")
+    return check_finite(arr, "e_ops")
+
+
+def expect_values(e_ops, state: Array, is_ket: bool) -> Array | None:
+    r"""`(E,)` expectation values of one state: $\langle\psi|E_k|\psi\rangle$ or
+    $\mathrm{Tr}(E_k\rho)$; a callable `e_ops` is applied as is."""
+    if e_ops is None:
+        return None
+    if callable(e_ops):
+        return jnp.asarray(e_ops(state))
+    if is_ket:
+        return jnp.einsum("i,eij,j->e", jnp.conj(state), e_ops, state)
+    return jnp.einsum("eij,ji->e", e_ops, state)
+
+
+def _to_real(y):
+    return jnp.stack([y.real, y.imag]) if jnp.iscomplexobj(y) else y
+
+
+def _from_real(y, is_complex):
+    return jax.lax.complex(y[0], y[1]) if is_complex else y
+
+
+def ode_integrate(
+    vector_field: Callable[[Any, Array, Any], Array],
+    y0: Array,
+    tsave: Array,
+    *,
+    args: Any = None,
+    method: ODE,
+    options: Options,
+    save: Callable[[Array], Any],
+):
+    """Integrate with diffrax and apply `save(y)` at every save time.
+
+    Complex states are integrated as stacked (real, imaginary) parts, so diffrax's
+    error norm sees real numbers. Never raises on solver failure (`throw=False`): the
+    failure is returned as a `thermojax.result.Status`.
+
+    Returns:
+        `(saved, stats, status)` with `saved` the pytree of `save` outputs with a
+        leading time axis.
+    """
+    is_complex = jnp.iscomplexobj(y0)
+
+    def real_field(t, yr, a):
+        return _to_real(vector_field(t, _from_real(yr, is_complex), a))
+
+    t0 = tsave[0] if options.t0 is None else jnp.asarray(options.t0, tsave.dtype)
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(real_field),
+        method.solver,
+        t0=t0,
+        t1=tsave[-1],
+        dt0=method.dt0,
+        y0=_to_real(y0),
+        args=args,
+        saveat=dfx.SaveAt(ts=tsave, fn=lambda t, yr, a: save(_from_real(yr, is_complex))),
+        stepsize_controller=method.stepsize_controller,
+        adjoint=method.adjoint,
+        max_steps=method.max_steps,
+        progress_meter=dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter(),
+        throw=False,
+    )
+    stats = {k: v for k, v in sol.stats.items() if k.startswith("num_")}
+    status = status_from_diffrax(sol.result)
+    saved = sol.ys
+    ok = jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), saved), True)
+    status = Status.where(ok | (status != Status.successful), status, Status.nonfinite)
+    return saved, stats, status
+
+
+def state_and_expect(e_ops, save_states: bool, is_ket: bool):
+    """The `save` function of `ode_integrate`: `(state or None, expect or None)`."""
+
+    def save(y):
+        return (y if save_states else None), expect_values(e_ops, y, is_ket)
+
+    return save
+
+
+def solve_ode(
+    vector_field: Callable[[Any, Array, Any], Array],
+    y0: Array,
+    tsave: Array,
+    *,
+    args: Any = None,
+    e_ops: Callable[[Array], Array] | None = None,
+    method: ODE | None = None,
+    options: Options | None = None,
+) -> Result:
+    r"""Integrate any ODE `dy/dt = vector_field(t, y, args)` with diffrax; one `Result`.
+
+    The general-purpose path behind the public solvers, for equations that are not a
+    Schrödinger or master equation (rate equations, PDEs by the method of lines,
+    interaction-picture forms). Differentiable with respect to `y0` and `args`.
+
+    Args:
+        vector_field: `(t, y, args) -> dy/dt`, `y` of the shape and dtype of `y0`
+            (complex allowed).
+        y0: Initial state, any shape.
+        tsave: Save times `(T,)`, strictly increasing.
+        args: Passed to `vector_field` (e.g. a model whose array fields a fit tunes).
+        e_ops: Optional function `y -> (E,)` evaluated at every save time.
+        method: An `thermojax.options.ODE` (default `ODE()`: Tsit5,
+            `rtol = atol = 1e-8`).
+        options: `thermojax.options.Options` (`save_states`, `t0`,
+            `progress`, `throw`).
+
+    Returns:
+        `Result` with `states` `(T, *y0.shape)` and `expect` `(E, T)`.
+
+    Raises:
+        ValueError: If `tsave` is not increasing, or (with `Options(throw=True)`)
+            the solve failed.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> res = solve_ode(lambda t, y, a: -y, jnp.ones(1), jnp.array([0.0, 1.0]))
+        >>> round(float(res.states[-1, 0]), 6)
+        0.367879
+    """
+    from .._checks import check_times
+
+    method = ODE() if method is None else method
+    options = Options() if options is None else options
+    if not isinstance(method, ODE):
+        raise TypeError(f"Argument `method` must be thermojax.ODE(...), got {type(method).__name__}.")
+    tsave = check_times(tsave, "tsave")
+    y0 = jnp.asarray(y0)
+    saved, stats, status = _jit_ode(vector_field, y0, tsave, args, e_ops, method, options)
+    res = Result(
+        tsave=tsave,
+        states=saved[0],
+        expect=None if saved[1] is None else jnp.moveaxis(saved[1], 0, -1),
+        stats=stats,
+        status=status,
+        method=type(method.solver).__name__,
+    )
+    return raise_if_failed(res, options)
+
+
+@eqx.filter_jit
+def _jit_ode(vector_field, y0, tsave, args, e_ops, method, options):
+    def save(y):
+        return (y if options.save_states else None), (None if e_ops is None else jnp.asarray(e_ops(y)))
+
+    return ode_integrate(vector_field, y0, tsave, args=args, method=method, options=options, save=save)
+
+
+def raise_if_failed(res: Result, options: Options) -> Result:
+    """With `Options(throw=True)`, raise `RuntimeError` naming the failure of any element."""
+    if options.throw:
+        ok = jnp.asarray(res.success)
+        if not bool(jnp.all(ok)):
+            flat = jax.tree.map(lambda v: jnp.ravel(v), res.status)
+            bad = int(jnp.argmin(jnp.ravel(ok)))
+            item = jax.tree.map(lambda v: v[bad], flat)
+            raise RuntimeError(f"solve failed for batch element {bad}: {Status[item]}")
+    return res
+
+
+def cartesian_call(fn, op, state, core_ndim: int, *extra):
+    """Call `fn(op_element, state_element, *extra)` over the cartesian product of the
+    operator's batch axes and the state's leading batch axes.
+
+    `op` must provide `batch_shape`, `flatten_batch()` and `vmap_axes()` (any
+    pytree prefix for `eqx.filter_vmap`); `state` has `core_ndim` trailing core
+    axes. Returns `fn`'s output pytree with leading axes `(*op_batch, *state_batch)`.
+    """
+    b_op = tuple(op.batch_shape)
+    b_st = tuple(state.shape[: state.ndim - core_ndim])
+    opf = op.flatten_batch()
+    st = state.reshape((-1,) + state.shape[state.ndim - core_ndim :]) if b_st else state
+    f = fn
+    if b_st:
+        f = eqx.filter_vmap(f, in_axes=(None, 0) + (None,) * len(extra))
+    if b_op:
+        f = eqx.filter_vmap(f, in_axes=(opf.vmap_axes(), None) + (None,) * len(extra))
+    out = f(opf, st, *extra)
+    lead = (1 if b_op else 0) + (1 if b_st else 0)
+
+    def unflatten(x):
+        if x is None or not hasattr(x, "shape"):
+            return x
+        return x.reshape(b_op + b_st + x.shape[lead:])
+
+    return jax.tree.map(unflatten, out)
