@@ -74,9 +74,12 @@ def run(arg: str | None = None, out: str | None = None, overrides: list[str] = (
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{exp.name}-{stamp}"
+    from .experiments import RunContext
+
     t0 = time.perf_counter()
-    result = exp.run(cfg)
-    result.summary.setdefault("timings_s", {})["total"] = time.perf_counter() - t0
+    with RunContext() as ctx:
+        result = exp.run(cfg)
+    result.summary["timings_s"] = {**ctx.timings, "total": time.perf_counter() - t0}
     figures = exp.plot(result, cfg)
     path = io.save_run(
         out, arrays=result.arrays, summary=result.summary, config=cfg.model_dump(), figures=figures

@@ -115,7 +115,7 @@ def fit_least_squares(
     init: dict[str, float],
     *,
     args: tuple = (),
-    positive: Sequence[str] | bool = True,
+    positive: Sequence[str] | bool = (),
     optimizer: optax.GradientTransformationExtraArgs | None = None,
     max_steps: int = 200,
     gtol: float = 1e-8,
@@ -131,7 +131,8 @@ def fit_least_squares(
             name -> scalar; `r` any shape (flattened), real. Must be JAX-traceable.
         init: Starting values, dict name -> float.
         args: Extra arguments passed to `residuals` (arrays are traced, not baked in).
-        positive: Names fitted in log space (`True`: all, `False`: none).
+        positive: Names of the constants that must stay positive; they are fitted in
+            log space. Default: none (every constant signed). `True`: all.
         optimizer: An optax optimiser supporting `value_fn` (default
             `optax.lbfgs()`, which line-searches).
         max_steps: Maximum optimiser steps.
@@ -142,7 +143,8 @@ def fit_least_squares(
             would otherwise chase round-off).
         ftol: Stop when the relative decrease of the loss in a step is below `ftol`
             for three consecutive steps.
-        progress: Show a tqdm bar (one tick per step, loss in the postfix).
+        progress: Show a tqdm counter of the steps taken (no ETA: the number of steps a
+            fit needs is not known in advance), with the loss in the postfix.
         desc: Label of the progress bar.
 
     Returns:
@@ -151,6 +153,8 @@ def fit_least_squares(
     Raises:
         ValueError: If `init` is empty, a positive constant starts <= 0, a name in
             `positive` is not in `init`, or the residuals are not finite at `init`.
+        TypeError: If the residuals are complex (split them into real and imaginary
+            parts, e.g. `jnp.concatenate([r.real, r.imag])`).
 
     Example:
         >>> import jax.numpy as jnp
@@ -179,6 +183,12 @@ def fit_least_squares(
         [np.log(float(init[n])) if n in pos else float(init[n]) for n in names], dtype=float
     )
     problem = _Problem(residuals, names)
+    r0 = jax.eval_shape(lambda th: problem.residuals(problem.unpack(th, is_log), *args), theta0)
+    if any(jnp.iscomplexobj(jnp.zeros((), leaf.dtype)) for leaf in jax.tree.leaves(r0)):
+        raise TypeError(
+            f"Argument `residuals` returns complex values (dtype {jax.tree.leaves(r0)[0].dtype}); least squares "
+            "needs real residuals: return jnp.concatenate([r.real, r.imag]) instead."
+        )
     loss0 = float(problem.sumsq(theta0, is_log, args))
     if not np.isfinite(loss0):
         raise ValueError(f"Residuals are not finite at the initial values {init}.")
@@ -187,7 +197,7 @@ def fit_least_squares(
 
     theta, state = theta0, opt.init(theta0)
     history, converged, flat = [], False, 0
-    bar = tqdm(total=max_steps, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=None, desc=desc, unit="step", disable=not progress, leave=False)
     n_steps = 0
     for n_steps in range(1, max_steps + 1):
         new_theta, state, value, grad = _step(problem, opt, theta, state, is_log, scale, args)

@@ -68,6 +68,9 @@ class EnsembleStats(eqx.Module):
         norm_drift: $\max_i|\,\|y_i(t)\|-\|y_i(t_0)\|\,|$ over used trajectories,
             `(*batch, T)`, or `None` when not recorded.
         trajectories: Saved states `(ntraj, *batch, T, *state)` or `None`.
+        batch_mean: With `n_batches`, the mean of each observable over each batch of
+            consecutive trajectories, `{name: (B, *batch, T, *obs)}`; else `None`.
+        batch_n: Trajectories averaged per batch, `(B, *batch)`, or `None`.
         ntraj: Trajectories run per batch element.
         n_steps: Steps per trajectory.
         dt: Step size.
@@ -81,6 +84,8 @@ class EnsembleStats(eqx.Module):
     diverged: Bool[Array, " ntraj *batch"]
     norm_drift: Array | None
     trajectories: Array | None
+    batch_mean: dict[str, Array] | None
+    batch_n: Array | None
     ntraj: int = eqx.field(static=True)
     n_steps: int = eqx.field(static=True)
     dt: float = eqx.field(static=True)

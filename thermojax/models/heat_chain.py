@@ -40,8 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
+from pydantic import Field, model_validator
 
 from .._checks import check_memory, check_positive, estimate_bytes
+from ..config import Section
 from ..spectra import Eigensystem, eigh, random_ket
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "single_band_multiband_data",
     "random_band_state",
     "memory_estimate",
+    "HeatChainParams",
 ]
 
 
@@ -455,3 +458,35 @@ class HeatChain(eqx.Module):
         """HAM right-hand side `-kappa L P` for diffrax (args may carry `kappa`)."""
         kappa = self.kappa if args is None else args
         return -kappa * (path_laplacian(self.n_subunits) @ p)
+
+
+class HeatChainParams(Section):
+    """Config section of a heat chain (the paper's values by default); `build` draws it."""
+
+    n_subunits: int = Field(3, ge=2, description="N, subunits")
+    n_levels: int = Field(500, ge=1, description="n, levels per band")
+    band_width: float = Field(0.05, gt=0, description="delta epsilon (energy)")
+    gap: float = Field(1.0, gt=0, description="Delta E (energy)")
+    coupling: float = Field(5e-5, gt=0, description="lambda (energy)")
+
+    @model_validator(mode="after")
+    def _band_below_gap(self):
+        if self.band_width >= 2 * self.gap:
+            raise ValueError(f"band_width ({self.band_width}) must be < 2 * gap ({2 * self.gap})")
+        return self
+
+    @property
+    def kappa(self) -> float:
+        """Golden-rule rate of these parameters (1/time)."""
+        return float(golden_rule_kappa(self.coupling, self.n_levels, self.band_width))
+
+    def build(self, key, warn: bool = True) -> HeatChain:
+        """Draw the random couplings from `key` and build the chain.
+
+        Raises:
+            MemoryError: If the chain's dense Hamiltonian would not fit (before drawing).
+        """
+        return HeatChain.random(
+            key, self.n_subunits, self.n_levels, band_width=self.band_width, gap=self.gap,
+            coupling=self.coupling, warn=warn,
+        )

@@ -214,12 +214,22 @@ def _run_chunk(cfg: _Config, in_axes, sde, y0, key, args, idx, ntraj, acc):
         return update(a, o, e, v), None
 
     scan_extra = {k: v for k, v in extra.items() if k != "ys"}
-    stream = {k: v for k, v in acc.items() if k != "outer"}
+    stream = {k: v for k, v in acc.items() if k not in ("outer", "batch_n", "batch_sum")}
     stream, _ = jax.lax.scan(body, stream, (obs, scan_extra, valid))
     if "outer" in acc:
         stream["outer"] = acc["outer"] + _outer_sum(extra["ys"], valid, acc["outer"].dtype).reshape(
             acc["outer"].shape
         )
+    if "batch_n" in acc:
+        n_b = acc["batch_n"].shape[0]
+        seg = jnp.minimum(idx // (ntraj // n_b), n_b - 1)
+
+        def bsum(x, dtype):
+            mask = valid.reshape(valid.shape + (1,) * (x.ndim - valid.ndim))
+            return jax.ops.segment_sum(jnp.where(mask, x, 0).astype(dtype), seg, num_segments=n_b)
+
+        stream["batch_n"] = acc["batch_n"] + bsum(valid, acc["batch_n"].dtype)
+        stream["batch_sum"] = {k: acc["batch_sum"][k] + bsum(obs[k], v.dtype) for k, v in acc["batch_sum"].items()}
     ys = extra.get("ys") if cfg.store else None
     return stream, diverged, ys
 
@@ -392,6 +402,7 @@ def simulate_trajectories(
     method: EulerMaruyama | DiffraxSDE,
     observables: Mapping[str, Callable[[Array, Array], ArrayLike]] | None = None,
     accumulate_outer: bool = False,
+    n_batches: int | None = None,
     args: Any = None,
     in_axes: tuple[Any, int | None] | None = None,
     options: Options | None = None,
@@ -419,6 +430,9 @@ def simulate_trajectories(
         observables: `{name: fn(t, y)}`; `fn` gets a scalar time and one state and
             returns a scalar or an array (real or complex).
         accumulate_outer: Accumulate the mean of $yy^\dagger$ (`Result.states`).
+        n_batches: Also keep the mean of every observable over each of `n_batches`
+            consecutive batches of trajectories (`EnsembleStats.batch_mean`), for
+            batch-means errors of fits (`thermojax.stats`); `ntraj` must be a multiple.
         args: Passed to `sde.drift` and `sde.diffusion_mv`.
         in_axes: `None`, or `(sde_axes, y0_axis)` to run a batch (as for
             `eqx.filter_vmap`; `y0_axis` in `{0, None}`); the batch axis leads the
@@ -477,6 +491,13 @@ def simulate_trajectories(
         acc["outer"] = np.zeros(batch + (n_save, s, s), _acc_dtype(y0.dtype))
     if options.record_norm:
         acc["norm_drift"] = np.zeros(batch + (n_save,), _real_dtype(y0.dtype))
+    if n_batches is not None:
+        if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 2:
+            raise ValueError(f"Argument `n_batches` must be an integer >= 2 or None, got {n_batches!r}.")
+        if ntraj % n_batches:
+            raise ValueError(f"Argument `ntraj` ({ntraj}) must be a multiple of `n_batches` ({n_batches}).")
+        acc["batch_n"] = np.zeros((n_batches,) + batch, int_dtype)
+        acc["batch_sum"] = {k: np.zeros((n_batches,) + s.shape, _acc_dtype(s.dtype)) for k, s in obs_shapes.items()}
     acc = jax.tree.map(jnp.asarray, acc)
 
     diverged = np.zeros((ntraj,) + batch, dtype=bool)
@@ -509,6 +530,15 @@ def simulate_trajectories(
             )
     n_div = diverged.sum(axis=0)
     norm_drift = acc.get("norm_drift")
+    batch_mean = batch_n = None
+    if n_batches is not None:
+        batch_n = acc["batch_n"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            batch_mean = {
+                k: jnp.asarray(v / np.reshape(batch_n, batch_n.shape + (1,) * (v.ndim - batch_n.ndim)))
+                for k, v in acc["batch_sum"].items()
+            }
+        batch_n = jnp.asarray(batch_n)
     ens = EnsembleStats(
         mean={k: jnp.asarray(v) for k, v in mean.items()},
         var={k: jnp.asarray(v) for k, v in var.items()},
@@ -517,6 +547,8 @@ def simulate_trajectories(
         diverged=jnp.asarray(diverged),
         norm_drift=None if norm_drift is None else jnp.asarray(norm_drift),
         trajectories=None if stored is None else jnp.asarray(stored),
+        batch_mean=batch_mean,
+        batch_n=batch_n,
         ntraj=int(ntraj),
         n_steps=cfg.n_steps,
         dt=cfg.dt,
