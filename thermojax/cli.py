@@ -1,11 +1,26 @@
-"""Command line: `thermojax run [CONFIG] [--out DIR] [--set key=value ...]`, `thermojax list`.
+"""The command line.
 
-CONFIG is a TOML path, a run's saved `config.json`, or the name of a shipped config
-(`thermojax list`). Without CONFIG the default, `heat_chain_fig2`, runs.
+    thermojax run [CONFIG] [--out DIR] [--overwrite] [--set KEY=VALUE ...]
+    thermojax run --resume DIR
+    thermojax list
+
+CONFIG is the name of a shipped config (`thermojax list`), a TOML file, a run's saved
+`config.json`, or a run directory (its `config.json`). Without CONFIG the default,
+`heat_chain_fig2`, runs.
+
+Nothing is ever lost or mixed: a run is written into `<DIR>.incomplete` and renamed to
+`DIR` only when it has finished, so a directory is always one complete run; an
+existing non-empty `--out` is refused unless `--overwrite` is given (then it is
+replaced as a whole). Ctrl-C stops with one line; the stages already computed stay in
+the `.incomplete` directory and `thermojax run --resume <that directory>` finishes the
+run without recomputing them. Sizes that cannot fit in memory are refused before
+anything large is allocated, with the key and the memory needed.
 """
 
 import argparse
 import datetime
+import json
+import shutil
 import sys
 import time
 from importlib import resources
@@ -15,6 +30,8 @@ from typing import Any
 from .config import ConfigError, read_config_file, set_override, validate
 
 DEFAULT_CONFIG = "heat_chain_fig2"
+INCOMPLETE_SUFFIX = ".incomplete"
+MARKER = "RUN_INCOMPLETE.json"
 
 
 def config_dir() -> Path:
@@ -31,26 +48,32 @@ def shipped_configs() -> dict[str, Path]:
 
 
 def resolve_config_path(arg: str | None) -> Path:
-    """Path of CONFIG given as a path or a shipped name.
+    """Path of CONFIG given as a file, a run directory or a shipped name.
 
     Raises:
-        ConfigError: If it is neither.
+        ConfigError: If it is none of these.
     """
     arg = DEFAULT_CONFIG if arg is None else arg
     path = Path(arg)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path / "config.json"
+        raise ConfigError(f"{arg!r} is a directory without a config.json: not a thermojax run directory")
     if path.is_file():
         return path
     shipped = shipped_configs()
     if arg in shipped:
         return shipped[arg]
-    raise ConfigError(
-        f"no config file {arg!r} and no shipped config of that name; "
-        f"shipped: {', '.join(shipped)}"
-    )
+    raise ConfigError(f"no config file {arg!r} and no shipped config of that name; shipped: {', '.join(shipped)}")
 
 
 def load_config(arg: str | None, overrides: list[str] = ()):
-    """Read, override and validate a config. Returns `(experiment, config)`."""
+    """Read, override and validate a config. Returns `(experiment, config)`.
+
+    Raises:
+        ConfigError: Naming the key, the problem and the value; a bad `--set` is
+            blamed on the override, not on the file.
+    """
     from .experiments import get
 
     path = resolve_config_path(arg)
@@ -60,31 +83,138 @@ def load_config(arg: str | None, overrides: list[str] = ()):
     if "experiment" not in raw:
         raise ConfigError(f"invalid config {path}:\n  key `experiment`: required key is missing")
     exp = get(raw["experiment"])
-    return exp, validate(exp.config, raw, str(path))
+    source = str(path) if not overrides else f"{path} with --set {' --set '.join(overrides)}"
+    return exp, validate(exp.config, raw, source)
 
 
-def run(arg: str | None = None, out: str | None = None, overrides: list[str] = ()):
-    """Run an experiment end to end and write its run directory. Returns `(path, result)`."""
+def check_config_memory(cfg) -> None:
+    """Refuse a config whose largest allocation cannot fit, before anything is allocated.
+
+    Raises:
+        MemoryError: `key `...`: <what> needs X but Y is available`.
+    """
+    from ._checks import available_memory, format_bytes
+
+    budget = available_memory()
+    for key, needed, what in cfg.memory_requirements():
+        if needed > budget:
+            raise MemoryError(
+                f"key `{key}`: {what} needs about {format_bytes(needed)} but only {format_bytes(budget)} is "
+                "available; reduce it"
+            )
+
+
+class Interrupted(Exception):
+    """A run stopped by Ctrl-C; `work` is its `.incomplete` directory."""
+
+    def __init__(self, work: Path):
+        super().__init__(str(work))
+        self.work = work
+
+
+def _final_dir(exp_name: str, out: str | None) -> Path:
+    if out is not None:
+        return Path(out)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{exp_name}-{stamp}"
+
+
+def _prepare_dirs(final: Path, overwrite: bool, cfg_dump: dict) -> Path:
+    """The `.incomplete` working directory of a new run (config written, marker set)."""
+    if final.exists() and any(final.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"--out {str(final)!r} exists and is not empty; choose another directory or pass --overwrite "
+            "(which replaces it as a whole)"
+        )
+    work = final.with_name(final.name + INCOMPLETE_SUFFIX)
+    if work.exists():
+        raise ConfigError(
+            f"{str(work)!r} holds an interrupted run: finish it with `thermojax run --resume {work}` or delete it"
+        )
+    work.mkdir(parents=True)
+    (work / "config.json").write_text(json.dumps(cfg_dump, indent=2) + "\n")
+    marker = {"final": str(final), "overwrite": overwrite, "resume": f"thermojax run --resume {work}"}
+    (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    return work
+
+
+def _finish_dirs(work: Path, final: Path) -> Path:
+    """Make the finished run the final directory (replacing an old one as a whole)."""
+    shutil.rmtree(work / "stages", ignore_errors=True)
+    (work / MARKER).unlink()
+    old = None
+    if final.exists():
+        old = final.with_name(final.name + ".replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    work.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _execute(exp, cfg, work: Path):
+    """Run the experiment with its stages kept in `work`; write the run's files there."""
     import matplotlib
 
     matplotlib.use("Agg")
     from . import io
-
-    exp, cfg = load_config(arg, overrides)
-    if out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{exp.name}-{stamp}"
     from .experiments import RunContext
 
     t0 = time.perf_counter()
-    with RunContext() as ctx:
+    with RunContext(directory=work) as ctx:
         result = exp.run(cfg)
     result.summary["timings_s"] = {**ctx.timings, "total": time.perf_counter() - t0}
+    if ctx.resumed:
+        result.summary["resumed_stages"] = list(ctx.resumed)
     figures = exp.plot(result, cfg)
-    path = io.save_run(
-        out, arrays=result.arrays, summary=result.summary, config=cfg.model_dump(), figures=figures
-    )
-    return path, result
+    io.save_run(work, arrays=result.arrays, summary=result.summary, config=cfg.model_dump(), figures=figures)
+    return result
+
+
+def run(arg: str | None = None, out: str | None = None, overrides: list[str] = (), *, overwrite: bool = False,
+        announce=None):
+    """Run an experiment end to end and write its run directory. Returns `(path, result)`.
+
+    Raises:
+        ConfigError: Invalid config or `--out`.
+        MemoryError: A size that cannot fit (before anything is allocated).
+    """
+    exp, cfg = load_config(arg, overrides)
+    check_config_memory(cfg)
+    final = _final_dir(exp.name, out)
+    work = _prepare_dirs(final, overwrite, cfg.model_dump())
+    if announce:
+        announce(f"thermojax: {exp.name} -> {final} (working in {work} until it finishes)")
+    try:
+        result = _execute(exp, cfg, work)
+    except KeyboardInterrupt:
+        raise Interrupted(work) from None
+    return _finish_dirs(work, final), result
+
+
+def resume(directory: str, announce=None):
+    """Finish an interrupted run from its `.incomplete` directory. Returns `(path, result)`.
+
+    Raises:
+        ConfigError: If `directory` is not an interrupted run.
+    """
+    work = Path(directory)
+    if not (work / MARKER).is_file():
+        raise ConfigError(f"{directory!r} is not an interrupted thermojax run (no {MARKER} in it)")
+    marker = json.loads((work / MARKER).read_text())
+    exp, cfg = load_config(str(work / "config.json"))
+    check_config_memory(cfg)
+    final = Path(marker["final"])
+    if final.exists() and any(final.iterdir()) and not marker.get("overwrite", False):
+        raise ConfigError(f"the run's destination {str(final)!r} has since been filled; move it away first")
+    if announce:
+        announce(f"thermojax: resuming {exp.name} in {work} -> {final}")
+    try:
+        result = _execute(exp, cfg, work)
+    except KeyboardInterrupt:
+        raise Interrupted(work) from None
+    return _finish_dirs(work, final), result
 
 
 def _headline(summary: dict) -> str:
@@ -93,9 +223,16 @@ def _headline(summary: dict) -> str:
         if isinstance(v, (int, float, str, bool)):
             lines.append(f"  {k}: {v}")
     for name, fit in summary.get("fits", {}).items():
-        ref = {k: fit[k] for k in ("theory", "true") if k in fit}
-        refs = ", ".join(f"{k} {v:.6g}" for k, v in ref.items())
-        lines.append(f"  fit {name}: {fit['value']:.6g} +- {fit['stderr']:.2g}  ({refs})")
+        value, err = fit["value"], fit.get("stderr", float("nan"))
+        if fit.get("exact_recovery"):
+            lines.append(f"  fit {name}: {value:.6g} (exact recovery of the generating value {fit.get('true'):.6g}; "
+                         f"stderr {err:.1g} is round-off)")
+            continue
+        ref = {k: fit[k] for k in ("theory", "true", "golden_rule") if k in fit}
+        if "compared_with" in fit:
+            ref[f"vs {fit['compared_with']}"] = fit.get("kappa", float("nan"))
+        refs = ", ".join(f"{k} {v:.6g}" for k, v in ref.items() if isinstance(v, (int, float)))
+        lines.append(f"  fit {name}: {value:.6g} +- {err:.2g}" + (f"  ({refs})" if refs else ""))
     return "\n".join(lines)
 
 
@@ -103,14 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="thermojax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run an experiment from a config")
-    p_run.add_argument("config", nargs="?", help=f"TOML/JSON path or shipped name ({DEFAULT_CONFIG})")
-    p_run.add_argument("--out", help="run directory (default runs/<experiment>-<time>)")
+    p_run.add_argument("config", nargs="?", help=f"shipped name, TOML/JSON path or run directory ({DEFAULT_CONFIG})")
+    p_run.add_argument("--out", help="run directory (default runs/<experiment>-<time>); refused if not empty")
+    p_run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out as a whole")
+    p_run.add_argument("--resume", metavar="DIR", help="finish an interrupted run (its .incomplete directory)")
     p_run.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set model.n=200 (repeatable)",
+        help="override a config value, e.g. --set model.n_levels=200 (repeatable)",
     )
     sub.add_parser("list", help="list shipped configs and registered experiments")
     args = parser.parse_args(argv)
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         if args.command == "list":
             from .experiments import registry
@@ -122,10 +262,26 @@ def main(argv: list[str] | None = None) -> int:
             for name, exp in sorted(registry().items()):
                 print(f"  {name:<24} {exp.description}")
             return 0
-        path, result = run(args.config, args.out, args.overrides)
+        if args.resume:
+            if args.config or args.overrides or args.out:
+                raise ConfigError("--resume takes the run directory only (its config is fixed)")
+            path, result = resume(args.resume, announce=say)
+        else:
+            path, result = run(args.config, args.out, args.overrides, overwrite=args.overwrite, announce=say)
     except ConfigError as e:
-        print(f"thermojax: {e}", file=sys.stderr)
+        say(f"thermojax: {e}")
         return 2
+    except MemoryError as e:
+        say(f"thermojax: refused: {e}")
+        return 2
+    except Interrupted as e:
+        kept = sorted(p.stem for p in (e.work / "stages").glob("*.done"))
+        say(f"thermojax: interrupted; {len(kept)} finished stage(s) kept in {e.work} "
+            f"({', '.join(kept) or 'none'}); continue with: thermojax run --resume {e.work}")
+        return 130
+    except KeyboardInterrupt:
+        say("thermojax: interrupted")
+        return 130
     print(f"results written to {path}")
     print(_headline(result.summary))
     return 0

@@ -37,6 +37,12 @@ class ExperimentConfig(Section):
     seed: int = 0
     progress: bool = True
 
+    def memory_requirements(self) -> list[tuple[str, int, str]]:
+        """`(key, bytes, what)` for the largest allocations this config asks for; the
+        command line refuses a config whose needs exceed the available memory before
+        anything is allocated. Experiments with large sizes override this."""
+        return []
+
 
 def _format_errors(err: pydantic.ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]

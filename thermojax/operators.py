@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 from ._checks import check_finite, check_hermitian
@@ -32,6 +33,10 @@ __all__ = [
     "SumOperator",
     "as_operator",
     "matmul",
+    "DiaMatrix",
+    "dia_offsets",
+    "op_lmul",
+    "op_rmul",
 ]
 
 
@@ -88,15 +93,126 @@ class AbstractOperator(eqx.Module):
         return self
 
 
+class DiaMatrix(eqx.Module):
+    r"""A sparse matrix stored by its nonzero diagonals (the "dia" layout).
+
+    `diags[k, i] = A[i, i + offsets[k]]` (zero where `i + offsets[k]` is out of range).
+    A product with a `(d, n)` matrix costs `len(offsets) * d * n` multiply-adds instead
+    of `d * d * n`: ladder operators, number operators and the Hamiltonians built from
+    them (a Kerr oscillator has 5 diagonals) are far cheaper this way. dynamiqs uses
+    the same layout; `benchmarks/solvers.py` measures the difference.
+
+    Build it with `DiaMatrix.from_dense(matrix, offsets)`; `dia_offsets(matrix)` decides
+    (eagerly) whether a matrix is sparse enough.
+    """
+
+    diags: Array
+    offsets: tuple[int, ...] = eqx.field(static=True)
+
+    @classmethod
+    def from_dense(cls, matrix: Array, offsets: tuple[int, ...]) -> "DiaMatrix":
+        """Gather the diagonals `offsets` of `matrix` (traceable; shape `(d, d)`)."""
+        matrix = jnp.asarray(matrix)
+        d = matrix.shape[-1]
+        rows = []
+        for o in offsets:
+            v = jnp.diagonal(matrix, offset=o)
+            pad = (0, abs(o)) if o >= 0 else (abs(o), 0)
+            rows.append(jnp.pad(v, pad))
+        diags = jnp.stack(rows) if rows else jnp.zeros((0, d), matrix.dtype)
+        return cls(diags, tuple(int(o) for o in offsets))
+
+    @property
+    def dim(self) -> int:
+        return self.diags.shape[-1]
+
+    def lmul(self, x: Array) -> Array:
+        """`A @ x` for `x` of shape `(d,)` or `(d, n)`."""
+        d = self.dim
+        out = jnp.zeros(x.shape, jnp.result_type(x.dtype, self.diags.dtype))
+        col = (slice(None),) + (None,) * (x.ndim - 1)
+        for k, o in enumerate(self.offsets):
+            v = self.diags[k][col]
+            if o >= 0:
+                shifted = jnp.concatenate([x[o:], jnp.zeros((o,) + x.shape[1:], x.dtype)]) if o else x
+            else:
+                shifted = jnp.concatenate([jnp.zeros((-o,) + x.shape[1:], x.dtype), x[: d + o]])
+            out = out + v * shifted
+        return out
+
+    def rmul(self, x: Array) -> Array:
+        """`x @ A` for `x` of shape `(..., d)`."""
+        d = self.dim
+        out = jnp.zeros(x.shape, jnp.result_type(x.dtype, self.diags.dtype))
+        for k, o in enumerate(self.offsets):
+            z = x * self.diags[k]
+            lead = z.shape[:-1]
+            if o >= 0:
+                shifted = jnp.concatenate([jnp.zeros(lead + (o,), z.dtype), z[..., : d - o]], axis=-1) if o else z
+            else:
+                shifted = jnp.concatenate([z[..., -o:], jnp.zeros(lead + (-o,), z.dtype)], axis=-1)
+            out = out + shifted
+        return out
+
+
+#: Use the dia layout when a matrix has at most this fraction of its diagonals nonzero.
+DIA_MAX_FRACTION = 0.34
+
+
+def dia_offsets(matrix, max_fraction: float = DIA_MAX_FRACTION) -> tuple[int, ...] | None:
+    """The nonzero diagonals of a concrete matrix (union over leading batch axes), or
+    `None` when it is traced, small (`d < 8`) or too dense for the dia layout to pay
+    (more than `max_fraction * d` diagonals: a dia product costs `n_diags * d * n`, a
+    dense one `d * d * n`).
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.diag(np.sqrt(np.arange(1.0, 10.0)), 1)  # annihilation operator, d = 10
+        >>> dia_offsets(a), dia_offsets(a + a.T)
+        ((1,), (-1, 1))
+    """
+    if isinstance(matrix, jax.core.Tracer):
+        return None
+    m = np.asarray(matrix)
+    d = m.shape[-1]
+    if d < 8:
+        return None
+    nz = np.abs(m.reshape((-1, d, d))).max(axis=0) > 0
+    rows, cols = np.nonzero(nz)
+    offsets = tuple(int(o) for o in np.unique(cols - rows))
+    if len(offsets) > max(1, int(max_fraction * d)):
+        return None
+    return offsets
+
+
+def op_lmul(a, x):
+    """`a @ x` for a dense array or a `DiaMatrix` `a`."""
+    return a.lmul(x) if isinstance(a, DiaMatrix) else matmul(a, x)
+
+
+def op_rmul(x, a):
+    """`x @ a` for a dense array or a `DiaMatrix` `a`."""
+    return a.rmul(x) if isinstance(a, DiaMatrix) else matmul(x, a)
+
+
 class ConstantOperator(AbstractOperator):
-    """A time-independent matrix, shape `(*batch, d, d)`."""
+    """A time-independent matrix, shape `(*batch, d, d)`.
+
+    Attributes:
+        matrix: The matrix.
+        offsets: Its nonzero diagonals when sparse enough for the dia layout
+            (`dia_offsets`), used by `mv`; `None`: dense products.
+    """
 
     matrix: Array
+    offsets: tuple[int, ...] | None = eqx.field(static=True, default=None)
 
     def __call__(self, t) -> Array:
         return self.matrix
 
     def mv(self, t, x):
+        if self.offsets is not None:
+            return DiaMatrix.from_dense(self.matrix, self.offsets).lmul(x)
         return matmul(self.matrix, x)
 
     @property
@@ -112,12 +228,12 @@ class ConstantOperator(AbstractOperator):
         return True
 
     def vmap_axes(self):
-        return ConstantOperator(0) if self.batch_shape else None
+        return ConstantOperator(0, self.offsets) if self.batch_shape else None
 
     def flatten_batch(self):
         if not self.batch_shape:
             return self
-        return ConstantOperator(self.matrix.reshape((-1,) + self.matrix.shape[-2:]))
+        return ConstantOperator(self.matrix.reshape((-1,) + self.matrix.shape[-2:]), self.offsets)
 
 
 class CallableOperator(AbstractOperator):
@@ -267,7 +383,7 @@ def as_operator(
         h = h.astype(float)
     if check:
         h = check_hermitian(h, name, rtol=rtol)
-    return ConstantOperator(h)
+    return ConstantOperator(h, dia_offsets(h))
 
 
 def as_operator_stack(ops, name: str, dim: int | None = None) -> Array:

@@ -37,6 +37,8 @@ class ODE(AbstractMethod):
             reverse mode).
         max_steps: diffrax `max_steps`.
         dt0: Initial step (default: chosen by the controller).
+        complex_state: Integrate complex states as complex arrays (default; faster), or
+            as stacked real and imaginary parts (`False`).
 
     Example:
         >>> import diffrax
@@ -50,6 +52,7 @@ class ODE(AbstractMethod):
     adjoint: dfx.AbstractAdjoint = dfx.RecursiveCheckpointAdjoint()
     max_steps: int = eqx.field(static=True, default=1_000_000)
     dt0: float | None = eqx.field(static=True, default=None)
+    complex_state: bool = eqx.field(static=True, default=True)
 
 
 class Eigen(AbstractMethod):

@@ -300,6 +300,11 @@ def eigh(
         True
     """
     h = to_array(matrix, name)
+    if h.ndim == 2:
+        from ._checks import check_memory, estimate_bytes
+
+        check_memory(estimate_bytes(((4, *h.shape), jnp.result_type(h.dtype, float))),
+                     f"the eigendecomposition of a {h.shape[0]} x {h.shape[1]} matrix", key=name)
     if check:
         h = check_hermitian(h, name, rtol=rtol)
     elif h.ndim != 2 or h.shape[0] != h.shape[1]:
@@ -393,6 +398,9 @@ def goe_matrix(
         raise ValueError(f"Argument `d` must be a positive integer, got {d!r}.")
     if not radius > 0:
         raise ValueError(f"Argument `radius` must be > 0, got {radius!r}.")
+    from ._checks import check_memory, estimate_bytes
+
+    check_memory(estimate_bytes(((3, d, d), dtype)), f"a GOE matrix of dimension {d}", key="d")
     a = jax.random.normal(key, (d, d), dtype=dtype)
     scale = radius / math.sqrt(4.0 * d)
     return (a + a.T) * (scale / math.sqrt(2.0))

@@ -42,7 +42,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 from pydantic import Field, model_validator
 
-from .._checks import check_memory, check_positive, estimate_bytes
+from .._checks import check_memory, check_positive, check_state, estimate_bytes
 from ..config import Section
 from ..spectra import Eigensystem, eigh, random_ket
 
@@ -433,16 +433,22 @@ class HeatChain(eqx.Module):
         p = jnp.abs(psi) ** 2
         return p.reshape(*psi.shape[:-1], self.n_subunits, self.n_levels).sum(-1)
 
-    def local_state(self, psi_band: Complex[Array, "*batch n"], subunit: int = 0):
+    def local_state(self, psi_band: Complex[Array, "*batch n"], subunit: int = 0, *, normalize: bool = False):
         """Embed kets of one band into the chain: excitation in `subunit` (0-based).
 
+        Args:
+            psi_band: Normalised kets of one band, shape `(*batch, n)`.
+            subunit: The excited subunit (0-based).
+            normalize: Rescale unnormalised kets instead of raising.
+
+        Returns:
+            Kets of the chain, shape `(*batch, N n)`, unit norm.
+
         Raises:
-            ValueError: On a wrong band size or subunit index.
+            ValueError: On a wrong band size, a state that is not normalised (unless
+                `normalize`) or not finite, or a subunit index out of range.
         """
-        if psi_band.shape[-1] != self.n_levels:
-            raise ValueError(
-                f"Argument `psi_band` must have last axis n={self.n_levels}, got {psi_band.shape}."
-            )
+        psi_band, _ = check_state(psi_band, self.n_levels, "psi_band", kind="ket", normalize=normalize)
         if not 0 <= subunit < self.n_subunits:
             raise ValueError(f"Argument `subunit` must be in [0, {self.n_subunits}), got {subunit}.")
         full = jnp.zeros((*psi_band.shape[:-1], self.n_subunits, self.n_levels), complex)
@@ -479,6 +485,10 @@ class HeatChainParams(Section):
     def kappa(self) -> float:
         """Golden-rule rate of these parameters (1/time)."""
         return float(golden_rule_kappa(self.coupling, self.n_levels, self.band_width))
+
+    def memory_bytes(self) -> int:
+        """Bytes the chain needs before it can be evolved (see `memory_estimate`)."""
+        return memory_estimate(self.n_subunits, self.n_levels)
 
     def build(self, key, warn: bool = True) -> HeatChain:
         """Draw the random couplings from `key` and build the chain.

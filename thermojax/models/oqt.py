@@ -565,14 +565,15 @@ class OQTModel(AbstractGenerator):
 
         Raises:
             ValueError: If the model has an SUI term (use `thermojax.mesolve(model, [],
-                ...)`) or `rho0`'s last axes are not `(d, d)`.
+                ...)`), or `rho0` is not a batch of density matrices `(d, d)` (Hermitian,
+                positive, trace 1, finite).
         """
         if self.sui:
             raise ValueError(
                 "OQTModel.evolve is the closed form without collapse; this model has `projectors` "
                 "(SUI). Integrate it with thermojax.mesolve(model, [], rho0, tsave)."
             )
-        rho0 = _check_rho_shape(rho0, self.dim, "rho0")
+        rho0, _ = check_state(rho0, self.dim, "rho0", kind="dm")
         tsave = jnp.asarray(tsave)
         if tsave.ndim != 1:
             raise ValueError(f"Argument `tsave` must have shape (T,), got {tsave.shape}.")
@@ -592,7 +593,7 @@ class OQTModel(AbstractGenerator):
         d = self.dim
         nb = rho0.ndim - 2
         c = jnp.trace(rho0, axis1=-2, axis2=-1)[..., None, None, None]  # (*batch, 1, 1, 1)
-        chi_m = self.chi_matrix()
+        chi_m = self.chi_matrix().reshape((1,) * (nb + 1) + (d, d))
         dev = rho0[..., None, :, :] - c * chi_m  # (*batch, 1, d, d)
         e = self.energies
         omega = (e[:, None] - e[None, :]).reshape((1,) * (nb + 1) + (d, d))
@@ -756,6 +757,10 @@ class OQTSSE(AbstractSDE):
         so a norm of 10 is a blow-up (e.g. of the `expectation="raw"` form), never
         legitimate data. Pass `max_norm=float("inf")` to the integrator to disable."""
         return 10.0
+
+    def conserves_norm(self) -> bool:
+        """The Itô SSE keeps `<psi|psi> = 1`: initial kets must be normalised."""
+        return True
 
     def drift(self, t, y: Complex[Array, " d"], args=None) -> Complex[Array, " d"]:
         r"""Itô drift $f(t, \psi)$, shape `(d,)` (eigenbasis)."""
@@ -976,6 +981,12 @@ class InteractionPictureSSE(AbstractSDE):
 
     def noise_shape(self):
         return self.sse.noise_shape()
+
+    def divergence_norm(self):
+        return self.sse.divergence_norm()
+
+    def conserves_norm(self) -> bool:
+        return self.sse.conserves_norm()
 
 
 # ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from .._checks import check_memory, check_state, check_times, estimate_bytes
 from ..interop import qutip_dims
-from ..lindblad import AbstractGenerator, Lindbladian
+from ..lindblad import AbstractGenerator, Lindbladian, sparsity
 from ..operators import ConstantOperator, SumOperator, as_operator, as_operator_stack
 from ..options import ODE, AbstractMethod, Expm, Options
 from ..result import Result, Status
@@ -26,6 +26,7 @@ class _Problem(eqx.Module):
     n_h: int = eqx.field(static=True)
     n_l: int = eqx.field(static=True)
     shape: tuple = eqx.field(static=True)
+    offsets: tuple = eqx.field(static=True)
 
     @property
     def batch_shape(self):
@@ -38,12 +39,12 @@ class _Problem(eqx.Module):
         return _ProblemAxes(self)
 
     def element(self):
-        return Lindbladian(self.H, self.jump_ops, check=False)
+        return Lindbladian(self.H, self.jump_ops, check=False, jump_offsets=self.offsets)
 
 
 def _ProblemAxes(p: _Problem):
     h_axes = p.H.vmap_axes() if p.n_h else None
-    return _Problem(h_axes, 0 if p.n_l else None, p.n_h, p.n_l, p.shape)
+    return _Problem(h_axes, 0 if p.n_l else None, p.n_h, p.n_l, p.shape, p.offsets)
 
 
 def mesolve(
@@ -112,18 +113,19 @@ def mesolve(
         ops = as_operator_stack(jump_ops, "jump_ops", d)
         ops = ops.astype(jnp.result_type(ops.dtype, complex))
         b_h, b_l = tuple(op.batch_shape), tuple(ops.shape[:-3])
+        offsets = sparsity(ops)  # dia layout for banded operators, decided on the concrete values
         if b_h and b_l:
             # cartesian: repeat each over the other's batch, then flatten
             n_h, n_l = math.prod(b_h), math.prod(b_l)
             opf = _repeat_batch(op.flatten_batch(), n_l)
             opsf = jnp.tile(ops.reshape((n_l,) + ops.shape[-3:]), (n_h, 1, 1, 1))
-            problem = _Problem(opf, opsf, 1, 1, b_h + b_l)
+            problem = _Problem(opf, opsf, 1, 1, b_h + b_l, offsets)
         elif b_h:
-            problem = _Problem(op.flatten_batch(), ops, 1, 0, b_h)
+            problem = _Problem(op.flatten_batch(), ops, 1, 0, b_h, offsets)
         elif b_l:
-            problem = _Problem(op, ops.reshape((-1,) + ops.shape[-3:]), 0, 1, b_l)
+            problem = _Problem(op, ops.reshape((-1,) + ops.shape[-3:]), 0, 1, b_l, offsets)
         else:
-            problem = _Problem(op, ops, 0, 0, ())
+            problem = _Problem(op, ops, 0, 0, (), offsets)
     rho0 = _as_density_matrix(rho0, d, options)
     e = prepare_e_ops(e_ops, d)
     if isinstance(method, Expm):
@@ -152,7 +154,7 @@ def mesolve(
 def _repeat_batch(op, n):
     """Repeat each element of a flattened operator batch `n` times (cartesian product)."""
     if isinstance(op, ConstantOperator):
-        return ConstantOperator(jnp.repeat(op.matrix, n, axis=0))
+        return ConstantOperator(jnp.repeat(op.matrix, n, axis=0), op.offsets)
     return SumOperator(jnp.repeat(op.h0, n, axis=0), op.ops, op.coeffs)
 
 
@@ -168,9 +170,9 @@ def _generator(problem):
 
 
 def _me_one_ode(problem, rho, tsave, e_ops, method, options):
-    gen = _generator(problem)
+    field = _generator(problem).vector_field()
     saved, stats, status = ode_integrate(
-        lambda t, y, a: gen.rhs_hermitian(t, y),
+        lambda t, y, a: field(t, y),
         rho,
         tsave,
         method=method,

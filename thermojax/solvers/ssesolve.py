@@ -10,7 +10,8 @@ import jax.numpy as jnp
 
 from .._checks import check_state, check_times
 from ..interop import qutip_dims
-from ..operators import AbstractOperator, ConstantOperator, as_operator, as_operator_stack, matmul
+from ..lindblad import sparsity
+from ..operators import AbstractOperator, ConstantOperator, DiaMatrix, as_operator, as_operator_stack, matmul, op_lmul
 from ..options import AbstractMethod, DiffraxSDE, EulerMaruyama, Options
 from ..result import Result
 from ..trajectories import AbstractSDE, simulate_trajectories
@@ -56,6 +57,8 @@ class DiffusiveSSE(AbstractSDE):
     jump_ops: jax.Array
     half_k: jax.Array
     unravelling: str = eqx.field(static=True)
+    jump_offsets: tuple = eqx.field(static=True)
+    k_offsets: tuple | None = eqx.field(static=True)
 
     def __init__(self, H, jump_ops, unravelling: Literal["homodyne", "heterodyne"] = "homodyne"):
         if unravelling not in ("homodyne", "heterodyne"):
@@ -65,16 +68,24 @@ class DiffusiveSSE(AbstractSDE):
         self.jump_ops = ops.astype(jnp.result_type(ops.dtype, complex))
         self.half_k = 0.5 * jnp.einsum("kba,kbc->ac", self.jump_ops.conj(), self.jump_ops)
         self.unravelling = unravelling
+        # banded operators (ladder, number) are applied in the dia layout
+        self.jump_offsets, self.k_offsets = sparsity(self.jump_ops, self.half_k)
 
     def _parts(self, t, y):
-        ly = matmul(self.jump_ops, y)  # (K, d)
+        ly = jnp.stack([
+            matmul(self.jump_ops[k], y) if off is None else DiaMatrix.from_dense(self.jump_ops[k], off).lmul(y)
+            for k, off in enumerate(self.jump_offsets)
+        ]) if self.jump_offsets else jnp.zeros((0,) + y.shape, y.dtype)  # (K, d)
         n = jnp.sum(jnp.real(y * jnp.conj(y)))
         ell = jnp.einsum("i,ki->k", jnp.conj(y), ly) / n
         return ly, ell
 
+    def _half_k(self, y):
+        return op_lmul(self.half_k if self.k_offsets is None else DiaMatrix.from_dense(self.half_k, self.k_offsets), y)
+
     def drift(self, t, y, args):
         ly, ell = self._parts(t, y)
-        base = -1j * self.H.mv(t, y) - matmul(self.half_k, y)
+        base = -1j * self.H.mv(t, y) - self._half_k(y)
         if self.unravelling == "homodyne":
             x = 2.0 * jnp.real(ell)
             return base + 0.5 * jnp.einsum("k,ki->i", x.astype(y.dtype), ly) - (jnp.sum(x**2) / 8.0) * y
@@ -99,6 +110,9 @@ class DiffusiveSSE(AbstractSDE):
     def divergence_norm(self) -> float:
         """A norm above 10 flags a trajectory as diverged (the exact norm is 1)."""
         return 10.0
+
+    def conserves_norm(self) -> bool:
+        return True
 
 
 def ssesolve(
@@ -186,9 +200,7 @@ def ssesolve(
     psi0, _ = check_state(psi0, d, "psi0", kind="ket", normalize=True)
     e = prepare_e_ops(e_ops, d)
     b_h, b_psi = tuple(op.batch_shape), tuple(psi0.shape[:-1])
-    observables = {}
-    if e is not None:
-        observables["expect"] = lambda t, y: expect_values(e, y / jnp.sqrt(jnp.sum(jnp.abs(y) ** 2)), True)
+    observables = {} if e is None else {"expect": _Expect(e)}
     sde, y0, in_axes = _batched(op, ops, unravelling, psi0, b_h, b_psi)
     res = simulate_trajectories(
         sde,
@@ -227,6 +239,16 @@ def ssesolve(
     return raise_if_failed(out, options)
 
 
+class _Expect(eqx.Module):
+    """Observable `t, psi -> <psi|E_k|psi>/<psi|psi>` (a module: its operators are data,
+    so the trajectory kernel compiles once for all of them)."""
+
+    e_ops: object
+
+    def __call__(self, t, y):
+        return expect_values(self.e_ops, y / jnp.sqrt(jnp.sum(jnp.abs(y) ** 2)), True)
+
+
 def _batched(op, ops, unravelling, psi0, b_h, b_psi):
     """The SDE, initial states and `in_axes` with all batch axes flattened into one
     (cartesian: each Hamiltonian with each initial state)."""
@@ -239,7 +261,7 @@ def _batched(op, ops, unravelling, psi0, b_h, b_psi):
     if not isinstance(op, ConstantOperator):
         raise ValueError("ssesolve batches over a constant H only; vmap over ssesolve for a batch of H(t).")
     mats = jnp.repeat(op.matrix.reshape((n_h,) + op.matrix.shape[-2:]), n_psi, axis=0)
-    sde = DiffusiveSSE(ConstantOperator(mats), ops, unravelling)
+    sde = DiffusiveSSE(ConstantOperator(mats, op.offsets), ops, unravelling)
     batched = sde.H.matrix
     axes = jax.tree.map(lambda x: 0 if x is batched else None, sde)
     return sde, jnp.tile(psis, (n_h, 1)), (axes, 0)

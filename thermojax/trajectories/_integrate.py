@@ -433,5 +433,5 @@ def solve_trajectory(
         tsave, method, t0=t0, normalize=normalize,
         max_norm=sde.divergence_norm() if max_norm is None else max_norm,
     )
-    describe(cfg, None, sde, y0, args)
+    describe(cfg, None, sde, y0, (args, ()))
     return solve_one(cfg, sde, y0, key, args)

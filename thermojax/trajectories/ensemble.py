@@ -88,10 +88,11 @@ def _describe(cfg, in_axes, sde, y0, args):
     if y0_axis not in (None, 0):
         raise ValueError(f"`in_axes[1]` (the y0 batch axis) must be 0 or None, got {y0_axis}.")
     t0 = cfg.t0
+    user_args = args[0]
 
     def probe(sde_, y0_):
         dw = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), noise)
-        return sde_.drift(t0, y0_, args), sde_.diffusion_mv(t0, y0_, args, dw)
+        return sde_.drift(t0, y0_, user_args), sde_.diffusion_mv(t0, y0_, user_args, dw)
 
     if in_axes is not None:
         probe = eqx.filter_vmap(probe, in_axes=(in_axes[0], y0_axis))
@@ -135,10 +136,14 @@ def _describe(cfg, in_axes, sde, y0, args):
 
 
 def _per_element(cfg: _Config, sde, y0, key, args):
-    """Integrate one (trajectory, batch element); observables, norms and the flag."""
+    """Integrate one (trajectory, batch element); observables, norms and the flag.
+
+    `args` is the pair `(user args, array leaves of the observables)` (see `_prepare`)."""
+    args, obs_dyn = args
     ys, diverged = solve_one(cfg, sde, y0, key, args)
     ts = jnp.asarray(cfg.save_ts, _time_dtype())
-    obs = {name: jax.vmap(lambda t, y, fn=fn: jnp.asarray(fn(t, y)))(ts, ys) for name, fn in cfg.observables}
+    fns = [(name, eqx.combine(dyn, fn)) for (name, fn), dyn in zip(cfg.observables, obs_dyn)]
+    obs = {name: jax.vmap(lambda t, y, fn=fn: jnp.asarray(fn(t, y)))(ts, ys) for name, fn in fns}
     extra = {}
     if cfg.record_norm:
         norms = jnp.sqrt(jax.vmap(_sq_norm)(ys))
@@ -290,6 +295,11 @@ def _chunk_from_budget(fixed, per_traj, memory_budget) -> int:
 
 
 def _observable_items(observables, record_norm):
+    """`(static, dynamic)`: the observables split by `eqx.partition` into their static
+    part (kept in the hashable config) and their array leaves (passed to the compiled
+    kernel as data). An observable that is an `eqx.Module` holding arrays (e.g. the
+    operators of `e_ops`) is thereby compiled once for all values of those arrays; a
+    new lambda each call would recompile."""
     if observables is None:
         observables = {}
     if not isinstance(observables, Mapping):
@@ -301,7 +311,9 @@ def _observable_items(observables, record_norm):
             raise TypeError(f"Argument `observables` must map str names to callables; got {name!r}.")
     if record_norm and "norm" in observables:
         raise ValueError('"norm" is reserved for record_norm=True; rename that observable.')
-    return tuple(observables.items())
+    parts = [eqx.partition(fn, eqx.is_array) for fn in observables.values()]
+    static = tuple((name, st) for name, (_, st) in zip(observables, parts))
+    return static, tuple(dyn for dyn, _ in parts)
 
 
 def _check_ntraj(ntraj):
@@ -323,22 +335,28 @@ def _single(tree):
 def _prepare(sde, y0, tsave, method, options, observables, accumulate_outer, in_axes, args):
     options = Options() if options is None else options
     y0 = jnp.asarray(y0)
+    if sde.conserves_norm():
+        from .._checks import check_state
+
+        y0_axis = None if in_axes is None else in_axes[1]
+        y0, _ = check_state(y0, None, "y0", kind="ket", normalize=bool(options.normalize), batch=y0_axis == 0)
     if options.precision == "single":
         sde, y0 = _single(sde), _single(y0)
+    obs_static, obs_dyn = _observable_items(observables, options.record_norm)
     cfg = make_config(
         tsave,
         method,
         t0=options.t0,
         normalize=bool(options.normalize),
         max_norm=sde.divergence_norm() if options.max_norm is None else options.max_norm,
-        observables=_observable_items(observables, options.record_norm),
+        observables=obs_static,
         record_norm=options.record_norm,
         accumulate_outer=accumulate_outer,
         store=options.store_trajectories,
     )
     if in_axes is not None and (not isinstance(in_axes, tuple) or len(in_axes) != 2):
         raise ValueError(f"Argument `in_axes` must be None or a pair (sde_axes, y0_axis), got {in_axes}.")
-    return sde, y0, cfg, options
+    return sde, y0, cfg, options, (args, obs_dyn)
 
 
 def estimate_memory(
@@ -388,7 +406,7 @@ def estimate_memory(
         >>> per > 0
         True
     """
-    sde, y0, cfg, _ = _prepare(sde, y0, tsave, method, options, observables, accumulate_outer, in_axes, args)
+    sde, y0, cfg, _, args = _prepare(sde, y0, tsave, method, options, observables, accumulate_outer, in_axes, args)
     return _memory(cfg, in_axes, sde, y0, args, for_grad=for_grad)
 
 
@@ -470,7 +488,9 @@ def simulate_trajectories(
         ((3,), (3,), 100)
     """
     _check_ntraj(ntraj)
-    sde, y0, cfg, options = _prepare(sde, y0, tsave, method, options, observables, accumulate_outer, in_axes, args)
+    sde, y0, cfg, options, args = _prepare(
+        sde, y0, tsave, method, options, observables, accumulate_outer, in_axes, args
+    )
     key = canonical_key(key)
     n_batch, obs_shapes, extra_shapes = describe(cfg, in_axes, sde, y0, args)
     chunk_size = options.chunk_size
@@ -500,6 +520,11 @@ def simulate_trajectories(
         acc["batch_sum"] = {k: np.zeros((n_batches,) + s.shape, _acc_dtype(s.dtype)) for k, s in obs_shapes.items()}
     acc = jax.tree.map(jnp.asarray, acc)
 
+    from .._checks import check_memory
+
+    host_bytes = _nbytes(acc) + (ntraj * _nbytes(extra_shapes["ys"]) if options.store_trajectories else 0)
+    check_memory(host_bytes, f"the statistics of {ntraj} trajectories" + (" and their stored states" if
+                 options.store_trajectories else ""), key="ntraj")
     diverged = np.zeros((ntraj,) + batch, dtype=bool)
     stored = None
     if options.store_trajectories:
@@ -625,14 +650,16 @@ def ensemble_mean(
     _check_ntraj(ntraj)
     options = Options() if options is None else options
     y0 = jnp.asarray(y0)
+    obs_static, obs_dyn = _observable_items({"o": observable}, False)
     cfg = make_config(
         tsave,
         method,
         t0=options.t0,
         normalize=bool(options.normalize),
         max_norm=sde.divergence_norm() if options.max_norm is None else options.max_norm,
-        observables=_observable_items({"o": observable}, False),
+        observables=obs_static,
     )
+    args = (args, obs_dyn)
     key = canonical_key(key)
     describe(cfg, None, sde, y0, args)
     chunk_size = options.chunk_size

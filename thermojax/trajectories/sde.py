@@ -72,6 +72,12 @@ class AbstractSDE(eqx.Module):
     def noise_shape(self) -> PyTree[jax.ShapeDtypeStruct]:
         """Shape and (real floating) dtype of `dw`: a pytree of `jax.ShapeDtypeStruct`."""
 
+    def conserves_norm(self) -> bool:
+        r"""Whether the exact equation keeps $\|y\| = 1$ (stochastic Schrödinger
+        equations). Then the integrators check that `y0` is normalised (or rescale it
+        with `Options(normalize=True)`). Default `False`."""
+        return False
+
     def divergence_norm(self) -> float | None:
         """Default `max_norm` of the integrators for this SDE: a path whose norm exceeds
         it is flagged as diverged. `None` (the default): only non-finite states count.

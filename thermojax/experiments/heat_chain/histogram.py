@@ -24,6 +24,10 @@ class HistogramConfig(ExperimentConfig):
     d2_times: TimeGrid = TimeGrid(t_max=5.0, n_times=201)
     bins: int = Field(60, ge=2)
 
+    def memory_requirements(self):
+        return [("model.n_levels", self.model.memory_bytes(),
+                 f"a chain of {self.model.n_subunits} x {self.model.n_levels} levels")]
+
 
 @eqx.filter_jit
 def _d2_chunk(es, chain: HeatChain, key, idx, ts):

@@ -38,6 +38,10 @@ class RelaxationConfig(ExperimentConfig):
     d2_times: TimeGrid = TimeGrid(t_max=5.0, n_times=501)
     fit: RelaxationFit = RelaxationFit()
 
+    def memory_requirements(self):
+        return [("model.n_levels", self.model.memory_bytes(),
+                 f"a chain of {self.model.n_subunits} x {self.model.n_levels} levels")]
+
     @model_validator(mode="after")
     def _subunit_in_chain(self):
         if self.initial_subunit > self.model.n_subunits:

@@ -36,6 +36,15 @@ class ScalingConfig(ExperimentConfig):
     realisations_vs_N: int = Field(3, ge=1)
     d2_times: TimeGrid = TimeGrid(t_max=5.0, n_times=401)
 
+    def memory_requirements(self):
+        from ...models.heat_chain import memory_estimate
+
+        m = self.model
+        n_max = max(self.n_values)
+        return [("n_values", memory_estimate(m.n_subunits, n_max), f"the largest band, n = {n_max}"),
+                ("n_subunits_values", memory_estimate(max(self.n_subunits_values), m.n_levels),
+                 f"the longest chain, N = {max(self.n_subunits_values)}")]
+
     @model_validator(mode="after")
     def _values(self):
         if len(self.n_values) < 2 or min(self.n_values) < 1:

@@ -89,6 +89,12 @@ class BornRuleConfig(ExperimentConfig):
     chunk_size: int | None = Field(None, ge=1)
     n_plot_trajectories: int = Field(8, ge=0)
 
+    def memory_requirements(self):
+        d = self.system.dim
+        # every trajectory is stored (final sectors need each path): ntraj x T kets, plus weights
+        per = self.n_times * (16 * d + 8 * len(self.system.sector_sizes))
+        return [("n_traj", self.n_traj * per * 2, f"{self.n_traj} stored trajectories of dimension {d}")]
+
     @model_validator(mode="after")
     def _grid(self):
         if self.t_final < 10 * self.dt:

@@ -50,6 +50,12 @@ class ChainConfig(ExperimentConfig):
     oqt: ChainOQTParams = ChainOQTParams()
     fit: ChainFitParams = ChainFitParams()
 
+    def memory_requirements(self):
+        d = self.model.n_subunits * self.model.n_levels
+        # the chain, plus OQT's subunit projectors (N, d, d) and rho(t) (T, d, d) in its eigenbasis
+        extra = 16 * d * d * (self.model.n_subunits + self.times.n_times)
+        return [("model.n_levels", self.model.memory_bytes() + extra, f"OQT on a chain of dimension {d}")]
+
     @model_validator(mode="after")
     def _subunit(self):
         if self.initial_subunit > self.model.n_subunits:

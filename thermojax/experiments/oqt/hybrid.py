@@ -66,6 +66,11 @@ class HybridConfig(ExperimentConfig):
     ratios: RatioSweep = RatioSweep()
     check: CheckOptions = CheckOptions()
 
+    def memory_requirements(self):
+        d = self.system.dim
+        # the dense Liouvillian (d^2 x d^2) and its SVD workspace
+        return [("system.dim", 16 * d**4 * 4, f"the dense Liouvillian of dimension {d}^2")]
+
 
 def _models(cfg: HybridConfig, key):
     """(eigensystem of H, chi SteadyState, projectors (orig basis), psi0 (orig basis))."""

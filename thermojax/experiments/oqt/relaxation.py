@@ -98,6 +98,11 @@ class RelaxationConfig(ExperimentConfig):
     fit: AlphaFitParams = AlphaFitParams()
     norm_drift: NormDriftParams = NormDriftParams()
 
+    def memory_requirements(self):
+        d, t = self.model.dim, self.trajectories.n_times
+        # H, its eigenvectors, rho(t) closed form and ensemble (T + 121 fine times, x3 for temporaries)
+        return [("model.dim", 16 * d * d * (3 + 3 * (t + 121)), f"a GOE system of dimension {d} with rho(t)")]
+
 
 def _shown_states(p0, chi, window) -> list[int]:
     """Up to three eigenstates: the most populated outside the window (relaxes to 0), and
