@@ -134,24 +134,27 @@ def _check_projectors(projectors, es: Eigensystem, atol: float) -> Complex[Array
     if p.ndim != 3 or p.shape[1:] != (d, d) or p.shape[0] < 1:
         raise ValueError(f"Argument `projectors` must have shape (K, {d}, {d}) with K >= 1, got {p.shape}.")
     p = p.astype(jnp.result_type(p.dtype, complex))
-    if is_concrete(p):
-        h = np.asarray(p)
-        herm = np.max(np.abs(h - np.conj(np.swapaxes(h, -1, -2))))
-        if herm > atol:
-            raise ValueError(f"Argument `projectors` must be Hermitian: max|P_k - P_k^dagger| = {herm:.3e}.")
-        prod = np.einsum("kab,lbc->klac", h, h)
-        expected = np.einsum("kl,kac->klac", np.eye(h.shape[0]), h)
-        orth = np.max(np.abs(prod - expected))
-        if orth > atol:
-            raise ValueError(
-                "Argument `projectors` must be orthogonal projectors, P_k P_l = delta_kl P_k: "
-                f"max deviation {orth:.3e} exceeds {atol:.0e}."
-            )
-        comp = np.max(np.abs(h.sum(0) - np.eye(d)))
-        if comp > atol:
-            raise ValueError(
-                f"Argument `projectors` must be complete, sum_k P_k = 1: max deviation {comp:.3e} exceeds {atol:.0e}."
-            )
+    herm = jnp.max(jnp.abs(p - jnp.conj(jnp.swapaxes(p, -1, -2))))
+    prod = jnp.einsum("kab,lbc->klac", p, p)
+    orth = jnp.max(jnp.abs(prod - jnp.einsum("kl,kac->klac", jnp.eye(p.shape[0]), p)))
+    comp = jnp.max(jnp.abs(p.sum(0) - jnp.eye(d)))
+    if not is_concrete(herm, orth, comp):
+        return es.op_to_eigenbasis(eqx.error_if(
+            p, (herm > atol) | (orth > atol) | (comp > atol),
+            "Argument `projectors` must be Hermitian, orthogonal and complete projectors.",
+        ))
+    if herm > atol:
+        raise ValueError(f"Argument `projectors` must be Hermitian: max|P_k - P_k^dagger| = {float(herm):.3e}.")
+    if orth > atol:
+        raise ValueError(
+            "Argument `projectors` must be orthogonal projectors, P_k P_l = delta_kl P_k: "
+            f"max deviation {float(orth):.3e} exceeds {atol:.0e}."
+        )
+    if comp > atol:
+        raise ValueError(
+            f"Argument `projectors` must be complete, sum_k P_k = 1: max deviation {float(comp):.3e} "
+            f"exceeds {atol:.0e}."
+        )
     return es.op_to_eigenbasis(p)
 
 
