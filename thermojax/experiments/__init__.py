@@ -59,6 +59,11 @@ def register(name: str, config: type[ExperimentConfig], run, plot, description: 
     Raises:
         ValueError: If the name is taken by another experiment.
     """
+    # configs built in code (notebooks, tests) need not repeat the experiment's name
+    field = config.model_fields["experiment"]
+    if field.is_required():
+        field.default = name
+        config.model_rebuild(force=True)
     old = _REGISTRY.get(name)
     if old is not None and (old.run.__module__, old.run.__qualname__) != (run.__module__, run.__qualname__):
         raise ValueError(f"experiment {name!r} registered twice")
