@@ -49,6 +49,7 @@ def main():
     import jax.numpy as jnp
     import numpy as np
 
+    from thermojax import EulerMaruyama, Options
     from thermojax.models.oqt import OQTSSE, OQTModel
     from thermojax.spectra import goe_matrix
     from thermojax.trajectories import estimate_memory, simulate_trajectories
@@ -61,22 +62,15 @@ def main():
     psi_e = model.eigensystem.ket_to_eigenbasis(psi)
     sse = OQTSSE(model, noise=a.noise)
     ts = np.array([0.0, a.steps * a.dt])
-    fixed, per = estimate_memory(sse, psi_e, ts, dt=a.dt, accumulate_outer=True)
+    fixed, per = estimate_memory(sse, psi_e, ts, method=EulerMaruyama(a.dt), accumulate_outer=True)
     jax.block_until_ready(psi_e)
     before = _mem()
     t0 = time.perf_counter()
     res = simulate_trajectories(
-        sse,
-        psi_e,
-        ts,
-        jax.random.key(1),
-        n_traj=a.n_traj,
-        dt=a.dt,
-        accumulate_outer=True,
-        memory_budget=a.memory_budget,
-        progress=False,
+        sse, psi_e, ts, jax.random.key(1), ntraj=a.n_traj, method=EulerMaruyama(a.dt), accumulate_outer=True,
+        options=Options(memory_budget=a.memory_budget),
     )
-    rho = np.asarray(res.mean_outer)
+    rho = np.asarray(res.states)
     wall = time.perf_counter() - t0
     after = _mem()
     item = 16  # complex128
@@ -86,8 +80,8 @@ def main():
         "steps": a.steps,
         "noise": a.noise,
         "memory_budget": a.memory_budget,
-        "chunk_size": int(res.chunk_size),
-        "n_chunks": -(-a.n_traj // int(res.chunk_size)),
+        "chunk_size": int(res.ensemble.chunk_size),
+        "n_chunks": -(-a.n_traj // int(res.ensemble.chunk_size)),
         "wall_s": wall,
         "before": before,
         "after": after,

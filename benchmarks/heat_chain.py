@@ -34,8 +34,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from thermojax.evolve import solve_ode
-from thermojax.experiments.heat_chain import _d2_batch
+from thermojax import ODE, Options, solve_ode
+from thermojax.experiments.heat_chain.histogram import _d2_chunk
 from thermojax.models.heat_chain import HeatChain, deviation_d2, ham_populations, random_band_state
 
 
@@ -57,22 +57,24 @@ def fig2(args):
 
     @jax.jit
     def eig_path(chain, psi0, ts):
-        return chain.propagator().evolve(psi0, ts, chain.populations).ys
+        res = chain.eigensystem().evolve(psi0, ts, e_ops=chain.populations, save_states=False, kind="ket")
+        return res.expect.T
 
     cold, _ = timed(lambda: eig_path(chain, psi0, ts))
     t, p_ref = timed(lambda: eig_path(chain, psi0, ts), repeat=3)
     rows["thermojax default (eigh + propagate)"] = (t, 0.0, f"cold {cold:.2f} s")
 
     ctrl = dfx.PIDController(rtol=1e-9, atol=1e-9)
+    tj_options = Options(save_states=False)
 
     @jax.jit
     def dfx_path(chain, psi0, ts):
-        return solve_ode(chain.interaction_vector_field, psi0, ts, stepsize_controller=ctrl,
-                         observable=chain.populations)
+        return solve_ode(chain.interaction_vector_field, psi0, ts, method=ODE(stepsize_controller=ctrl),
+                         e_ops=chain.populations, options=tj_options)
 
     cold, _ = timed(lambda: dfx_path(chain, psi0, ts))
     t, res = timed(lambda: dfx_path(chain, psi0, ts), repeat=2)
-    err = float(jnp.max(jnp.abs(res.ys - p_ref)))
+    err = float(jnp.max(jnp.abs(res.expect.T - p_ref)))
     rows["thermojax diffrax (interaction picture)"] = (t, err, f"{int(res.stats['num_steps'])} steps")
 
     h = np.asarray(chain.hamiltonian()) - float(chain.gap) * np.eye(chain.dim)
@@ -112,20 +114,20 @@ def fig4(args):
     k_chain, k_states = jax.random.split(jax.random.key(0))
     chain = HeatChain.random(k_chain, 2, 500)
     ts = jnp.linspace(0, 5 / float(chain.kappa), 201)
-    t_eigh, prop = timed(lambda: chain.propagator())
+    t_eigh, prop = timed(lambda: chain.eigensystem())
     chunk = args.chunk
     keys = jax.vmap(lambda i: jax.random.fold_in(k_states, i))(jnp.arange(args.states))
     psi = jax.vmap(lambda k: random_band_state(k, 500))(keys)
-    _d2_batch(prop, chain, psi[:chunk], ts).block_until_ready()  # compile
+    _d2_chunk(prop, chain, k_states, jnp.arange(chunk), ts).block_until_ready()  # compile
 
     def batched():
-        return jnp.concatenate([_d2_batch(prop, chain, psi[i:i + chunk], ts)
-                                for i in range(0, args.states, chunk)])
+        return jnp.concatenate([_d2_chunk(prop, chain, k_states, jnp.arange(i, i + chunk), ts)
+                                for i in range(0, args.states, chunk)])[: args.states]
 
     t_batch, d2 = timed(batched)
 
     # Baseline: a straightforward NumPy loop, one state at a time, full propagation.
-    w, e = np.asarray(prop.basis), np.asarray(prop.energies)
+    w, e = np.asarray(prop.vectors), np.asarray(prop.energies)
     phases = np.exp(-1j * np.outer(np.asarray(ts), e))  # (T, d)
     p1_ham = np.asarray(ham_populations(chain.kappa, jnp.array([1.0, 0.0]), ts))[:, 0]
 

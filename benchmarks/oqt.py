@@ -10,7 +10,7 @@ rho(t) = chi + e^{-gamma t} U (rho0 - chi) U^dagger (``OQTModel.evolve``).
     against the closed form printed for every method):
       thermojax closed form            ``OQTModel.evolve``
       thermojax ODE path               diffrax Tsit5 on ``OQTModel.rhs`` through
-                                       ``thermojax.evolve.solve_ode``, PID rtol=atol=1e-8
+                                       ``thermojax.solve_ode``, PID rtol=atol=1e-8
       QuTiP mesolve(H, c_ops)          the 4096 jump operators as CSR Qobj, atol=rtol=1e-8
       QuTiP mesolve(prebuilt L)        same, Liouvillian built once outside the timing
       dynamiqs mesolve                 the 4096 jump operators (dynamiqs' default sparse
@@ -63,7 +63,7 @@ import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from thermojax.evolve import solve_ode  # noqa: E402
+from thermojax import ODE, DiffraxSDE, EulerMaruyama, Options, solve_ode  # noqa: E402
 from thermojax.models.oqt import OQTSSE, OQTModel  # noqa: E402
 from thermojax.spectra import goe_matrix, ket_to_dm  # noqa: E402
 from thermojax.trajectories import simulate_trajectories  # noqa: E402
@@ -163,10 +163,8 @@ def _ode_path(rtol, atol):
 
     @eqx.filter_jit
     def run(model, rho0, ts):
-        res = solve_ode(
-            lambda t, y, m: m.rhs(t, y), rho0, ts, args=model, solver=dfx.Tsit5(), stepsize_controller=ctrl
-        )
-        return res.ys, res.stats["num_steps"]
+        res = solve_ode(lambda t, y, m: m.rhs(t, y), rho0, ts, args=model, method=ODE(dfx.Tsit5(), ctrl))
+        return res.states, res.stats["num_steps"]
 
     return run
 
@@ -192,7 +190,7 @@ def section_a(args):
     model, _, rho0 = problem(d)
     ts = jnp.linspace(0.0, 10.0, 50)
     t0 = time.perf_counter()
-    ref = np.asarray(model.evolve(rho0, ts))  # the reference; its first call compiles
+    ref = np.asarray(model.evolve(rho0, ts).states)  # the reference; its first call compiles
     closed_cold = time.perf_counter() - t0
     tsn = np.asarray(ts)
     print(
@@ -203,7 +201,7 @@ def section_a(args):
 
     ode = _ode_path(args.ode_tol, args.ode_tol)
     fns = {
-        "thermojax closed form": lambda: model.evolve(rho0, ts),
+        "thermojax closed form": lambda: model.evolve(rho0, ts).states,
         "thermojax ODE path (diffrax Tsit5)": lambda: ode(model, rho0, ts),
     }
     qt_note = {}
@@ -281,7 +279,7 @@ def section_a(args):
         # the same comparison at a smaller size, thermojax ODE path measured here
         m2, _, r02 = problem(dd)
         ts2 = ts
-        ref2 = np.asarray(m2.evolve(r02, ts2))
+        ref2 = np.asarray(m2.evolve(r02, ts2).states)
         rr = interleaved({"ode": lambda m2=m2, r02=r02: ode(m2, r02, ts2)}, args.repeats_a)["ode"]
         e2 = float(np.abs(np.asarray(rr["out"][0]) - ref2).max())
         if "error" in r:
@@ -306,7 +304,7 @@ def worker_dq_mesolve(d, tol):
     dq.set_precision("double")
     model, _, rho0 = problem(d)
     ts = jnp.linspace(0.0, 10.0, 50)
-    ref = np.asarray(model.evolve(rho0, ts))
+    ref = np.asarray(model.evolve(rho0, ts).states)
     ops = dense_jump_ops(model)
     t0 = time.perf_counter()
     h = dq.asqarray(np.diag(np.asarray(model.energies)).astype(complex), layout=dq.dia)
@@ -351,7 +349,7 @@ def numpy_em(energies, chi, gamma, psi0, n_traj, n_steps, dt, rng, return_kets=F
 
     psi_{n+1} = psi + f(psi) dt + sqrt(a) X - psi <sqrt(a) psi, X>/n,
     X_mu = sum_nu dW^{mu nu} psi_nu, f = -i E psi + (a - gamma/2 - A/(2n)) psi,
-    a = gamma chi, A = sum a |psi|^2, n = |psi|^2 (PHYSICS.md section 1).
+    a = gamma chi, A = sum a |psi|^2, n = |psi|^2 (docs/models/oqt.md).
     """
     e = np.asarray(energies)
     a = gamma * np.asarray(chi)
@@ -382,7 +380,7 @@ def check_numpy_baseline(quick):
     )
     samples = psi[:, :, None] * psi.conj()[:, None, :]
     mean = samples.mean(0)
-    ref = np.asarray(model.evolve(rho0, jnp.array([steps * dt])))[0]
+    ref = np.asarray(model.evolve(rho0, jnp.array([steps * dt])).states)[0]
     se_r = samples.real.std(0, ddof=1) / math.sqrt(m)
     se_i = samples.imag.std(0, ddof=1) / math.sqrt(m)
     # components with no spread (Im of the diagonal) are compared against rounding only
@@ -398,23 +396,16 @@ def check_numpy_baseline(quick):
     return z
 
 
-def _tj_runner(sse, psi0, n_traj, n_steps, dt, method, key):
+def _tj_runner(sse, psi0, n_traj, n_steps, dt, method, key, precision="double"):
     ts = np.array([0.0, n_steps * dt])
+    meth = EulerMaruyama(dt) if method == "scan" else DiffraxSDE(dt)
 
     def run():
         res = simulate_trajectories(
-            sse,
-            psi0,
-            ts,
-            key,
-            n_traj=n_traj,
-            dt=dt,
-            method=method,
-            accumulate_outer=True,
-            chunk_size=n_traj,
-            progress=False,
+            sse, psi0, ts, key, ntraj=n_traj, method=meth, accumulate_outer=True,
+            options=Options(chunk_size=n_traj, precision=precision),
         )
-        return res.mean_outer
+        return res.states
 
     return run
 
@@ -469,6 +460,109 @@ def section_b(args):
 
 
 # ----------------------------------------------------------------------------------
+# (e) the trajectory engine against a hand-fused step and a NumPy reduced-noise loop
+# ----------------------------------------------------------------------------------
+
+
+def hand_fused(model, psi0, n_traj, n_steps, dt, dtype=jnp.complex128):
+    """The reduced-noise OQT Euler-Maruyama step written as one jitted, fused batch
+    update: the whole batch drawn at once per step from `fold_in(key, n)` (float32
+    normals, as the engine), no per-trajectory keys, no divergence checks, no
+    chunking, the ensemble mean of |psi><psi| at the end. The floor a general engine is
+    measured against."""
+    rdt = jnp.finfo(dtype).dtype
+    e = model.energies.astype(rdt)
+    a = (ALPHA_N * model.chi).astype(rdt)
+    sa = jnp.sqrt(a)
+    d = e.shape[0]
+    sq = np.sqrt(dt)
+
+    @jax.jit
+    def run(key):
+        def step(y, n):
+            w = jax.random.normal(jax.random.fold_in(key, n), (n_traj, d, 2), jnp.float32).astype(rdt) * sq
+            p = jnp.real(y * jnp.conj(y))
+            nn = p.sum(-1, keepdims=True)
+            big_a = (a * p).sum(-1, keepdims=True)
+            drift = -1j * e * y + (a - 0.5 * ALPHA_N - 0.5 * big_a / nn) * y
+            c = jnp.sum(y * y, -1, keepdims=True)
+            absc = jnp.abs(c)
+            phase = jnp.sqrt(jnp.where(absc > 0, c / jnp.where(absc > 0, absc, 1), 1))
+            x = phase * (jnp.sqrt(0.5 * (nn + absc)) * w[..., 0]
+                         + 1j * jnp.sqrt(jnp.clip(0.5 * (nn - absc), 0)) * w[..., 1])
+            proj = jnp.sum(sa * jnp.conj(y) * x, -1, keepdims=True) / nn
+            return (y + drift * dt + sa * x - y * proj).astype(dtype), None
+
+        y0 = jnp.broadcast_to(psi0.astype(dtype), (n_traj, d))
+        y, _ = jax.lax.scan(step, y0, jnp.arange(n_steps))
+        return y.T @ jnp.conj(y) / n_traj
+
+    return lambda: run(jax.random.key(3))
+
+
+def numpy_reduced(model, psi0, n_traj, n_steps, dt, rng):
+    """Plain NumPy Euler-Maruyama of the OQT SSE with the reduced noise (two normals per
+    row, drawn in float32 like the engine), batched over trajectories; returns the
+    ensemble mean of |psi><psi| at the end."""
+    e = np.asarray(model.energies)
+    a = ALPHA_N * np.asarray(model.chi)
+    sa = np.sqrt(a)
+    y = np.broadcast_to(np.asarray(psi0), (n_traj, e.shape[0])).astype(complex)
+    sq = math.sqrt(dt)
+    for _ in range(n_steps):
+        w = rng.standard_normal((n_traj, e.shape[0], 2), dtype=np.float32) * sq
+        p = y.real**2 + y.imag**2
+        nn = p.sum(-1, keepdims=True)
+        big_a = (a * p).sum(-1, keepdims=True)
+        drift = -1j * e * y + (a - 0.5 * ALPHA_N - 0.5 * big_a / nn) * y
+        c = (y * y).sum(-1, keepdims=True)
+        absc = np.abs(c)
+        phase = np.sqrt(np.where(absc > 0, c / np.where(absc > 0, absc, 1), 1))
+        x = phase * (np.sqrt(0.5 * (nn + absc)) * w[..., 0] + 1j * np.sqrt(np.clip(0.5 * (nn - absc), 0, None))
+                     * w[..., 1])
+        proj = (sa * y.conj() * x).sum(-1, keepdims=True) / nn
+        y = y + drift * dt + sa * x - y * proj
+    return y.T @ y.conj() / n_traj
+
+
+def section_e(args):
+    d, batch, steps, dt = args.engine_size
+    model, psi_e, rho0 = problem(d)
+    ref = np.asarray(model.evolve(rho0, jnp.array([steps * dt])).states)[0]
+    print(f"\n(e) trajectory engine: OQT SSE, reduced noise, d = {d}, batch {batch}, {steps} steps, dt = {dt}; "
+          f"best of {args.repeats}, interleaved")
+    sse = OQTSSE(model)
+    rng = np.random.default_rng(0)
+    fns = {
+        "thermojax simulate_trajectories": _tj_runner(sse, psi_e, batch, steps, dt, "scan", jax.random.key(7)),
+        "hand-fused JAX step": hand_fused(model, psi_e, batch, steps, dt),
+        "NumPy reduced-noise loop": lambda: numpy_reduced(model, psi_e, batch, steps, dt, rng),
+        "thermojax simulate_trajectories, complex64": _tj_runner(sse, psi_e, batch, steps, dt, "scan",
+                                                                 jax.random.key(7), precision="single"),
+        "hand-fused JAX step, complex64": hand_fused(model, psi_e, batch, steps, dt, jnp.complex64),
+    }
+    res = interleaved(fns, args.repeats)
+    rates = {}
+    print(f"{'method':<46}{'traj-steps/s':>14}{'compile [s]':>12}{'max|mean - rho|':>17}")
+    for name, r in res.items():
+        if "error" in r:
+            print(f"{name:<46}  {r['error']}")
+            continue
+        rates[name] = batch * steps / r["warm"]
+        err = float(np.abs(np.asarray(r["out"]).reshape((-1,) + ref.shape)[-1] - ref).max())
+        comp = r["cold"] - r["warm"] if "NumPy" not in name else math.nan
+        print(f"{name:<46}{rates[name]:>14.3e}{_fmt_t(comp):>12}{err:>17.2e}")
+    tj, fused, npy = (rates.get(k, math.nan) for k in (
+        "thermojax simulate_trajectories", "hand-fused JAX step", "NumPy reduced-noise loop"))
+    print(f"  engine / hand-fused (complex128): {tj / fused:.2f}  (target >= 0.90)")
+    print(f"  engine / NumPy reduced-noise loop: {tj / npy:.1f}x  (target >= 5)")
+    tj32, fused32 = rates.get("thermojax simulate_trajectories, complex64", math.nan), rates.get(
+        "hand-fused JAX step, complex64", math.nan)
+    print(f"  complex64: engine / hand-fused {tj32 / fused32:.2f}; engine complex64 / NumPy {tj32 / npy:.1f}x")
+    return {"engine_over_fused": tj / fused, "engine_over_numpy": tj / npy, "rates": rates}
+
+
+# ----------------------------------------------------------------------------------
 # (c) against dynamiqs dssesolve at equal wall time
 # ----------------------------------------------------------------------------------
 
@@ -476,7 +570,7 @@ def section_b(args):
 def section_c(args):
     d, dt, t_final = 16, 0.01, 1.0
     model, psi_e, rho0 = problem(d)
-    ref = np.asarray(model.evolve(rho0, jnp.array([t_final])))[0]
+    ref = np.asarray(model.evolve(rho0, jnp.array([t_final])).states)[0]
     print(
         f"\n(c) d = {d} vs dynamiqs dssesolve (EulerMaruyama, dt = {dt}, complex128, "
         f"{d * d} jump operators), ensemble error of rho(t = {t_final}) at equal wall time"
@@ -543,17 +637,10 @@ def section_c(args):
 
         def tj(m, key, sse=sse):
             res = simulate_trajectories(
-                sse,
-                psi_e,
-                ts,
-                key,
-                n_traj=m,
-                dt=dt,
-                accumulate_outer=True,
-                chunk_size=min(chunk, m),
-                progress=False,
+                sse, psi_e, ts, key, ntraj=m, method=EulerMaruyama(dt), accumulate_outer=True,
+                options=Options(chunk_size=min(chunk, m)),
             )
-            return res.mean_outer[-1]
+            return res.states[-1]
 
         # calibrate (the first call compiles the chunk kernel)
         tj(chunk, jax.random.key(20))
@@ -645,21 +732,6 @@ def section_d(args):
 # ----------------------------------------------------------------------------------
 
 
-def _cast_sse(sse, real_dtype):
-    return jax.tree.map(
-        lambda x: (
-            x.astype(real_dtype)
-            if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating)
-            else (
-                x.astype(jnp.result_type(real_dtype, jnp.complex64))
-                if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.complexfloating)
-                else x
-            )
-        ),
-        sse,
-    )
-
-
 def section_gpu(args, force=False):
     backend = jax.default_backend()
     if backend != "gpu" and not force:
@@ -676,36 +748,26 @@ def section_gpu(args, force=False):
         model, psi_e, _ = problem(d)
         for cdt, rdt in ((jnp.complex64, jnp.float32), (jnp.complex128, jnp.float64)):
             try:
-                sse = _cast_sse(OQTSSE(model), rdt)
-                p0 = psi_e.astype(cdt)
+                sse = OQTSSE(model)
                 ts = np.array([0.0, steps * dt])
-                budget = args.gpu_budget
+                opts = Options(memory_budget=args.gpu_budget, precision="single" if cdt == jnp.complex64 else "double")
 
                 def run():
-                    return simulate_trajectories(
-                        sse,
-                        p0,
-                        ts,
-                        jax.random.key(0),
-                        n_traj=n_traj,
-                        dt=dt,
-                        accumulate_outer=True,
-                        memory_budget=budget,
-                        progress=False,
-                    )
+                    return simulate_trajectories(sse, psi_e, ts, jax.random.key(0), ntraj=n_traj,
+                                                 method=EulerMaruyama(dt), accumulate_outer=True, options=opts)
 
                 t0 = time.perf_counter()
                 res = run()
-                _block(res.mean_outer)
+                _block(res.states)
                 cold = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 res = run()
-                _block(res.mean_outer)
+                _block(res.states)
                 warm = time.perf_counter() - t0
                 rate = n_traj * steps / warm
                 out[(d, jnp.dtype(cdt).name)] = rate
                 print(
-                    f"{d:>5}{jnp.dtype(cdt).name:>12}{res.chunk_size:>8}{rate:>14.3e}{cold - warm:>12.2f}",
+                    f"{d:>5}{jnp.dtype(cdt).name:>12}{res.ensemble.chunk_size:>8}{rate:>14.3e}{cold - warm:>12.2f}",
                     flush=True,
                 )
             except Exception as err:  # noqa: BLE001
@@ -751,7 +813,7 @@ def _summary(results):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (seconds to a minute)")
-    p.add_argument("--only", default="a,b,c,d,gpu", help="comma list of sections: a,b,c,d,gpu")
+    p.add_argument("--only", default="a,b,c,d,e,gpu", help="comma list of sections: a,b,c,d,e,gpu")
     p.add_argument("--repeats", type=int, default=3, help="best-of-k for (b)")
     p.add_argument(
         "--dq-timeout",
@@ -790,6 +852,7 @@ def main():
     args.mem_steps = 4
     args.mem_budget = 64 * 2**20
     args.mem_timeout = 900
+    args.engine_size = (16, 256, 20, 0.01) if q else (64, 4096, 50, 0.01)
     args.gpu_traj = 2000 if (q or jax.default_backend() != "gpu") else 100_000
     args.gpu_steps = 10 if q else 100
     args.gpu_sizes = (16,) if (q and jax.default_backend() != "gpu") else (64, 256)
@@ -802,7 +865,7 @@ def main():
         f"load average {os.getloadavg()[0]:.2f}; {'quick' if q else 'full'} run"
     )
     results = {}
-    for name, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d)):
+    for name, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e)):
         if name in sections:
             try:
                 results[name] = fn(args)

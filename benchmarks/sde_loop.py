@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from thermojax import DiffraxSDE, EulerMaruyama
 from thermojax.trajectories import AbstractSDE, solve_trajectory
 
 jax.config.update("jax_enable_x64", True)
@@ -54,7 +55,8 @@ def measure(d, batch, n_steps, method, brownian, repeats):
     @eqx.filter_jit
     def run(sde, keys):
         def one(k):
-            ys, div = solve_trajectory(sde, psi0, ts, k, dt=dt, method=method, brownian=brownian)
+            meth = EulerMaruyama(dt) if method == "scan" else DiffraxSDE(dt, brownian=brownian)
+            ys, div = solve_trajectory(sde, psi0, ts, k, method=meth)
             return ys[-1], div
 
         return jax.vmap(one)(keys)
