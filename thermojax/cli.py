@@ -186,6 +186,11 @@ def run(arg: str | None = None, out: str | None = None, overrides: list[str] = (
     work = _prepare_dirs(final, overwrite, cfg.model_dump())
     if announce:
         announce(f"thermojax: {exp.name} -> {final} (working in {work} until it finishes)")
+    return _run_in(exp, cfg, work, final)
+
+
+def _run_in(exp, cfg, work: Path, final: Path):
+    """Execute in `work`; on success rename it to `final`, on Ctrl-C keep it."""
     try:
         result = _execute(exp, cfg, work)
     except KeyboardInterrupt:
@@ -210,11 +215,7 @@ def resume(directory: str, announce=None):
         raise ConfigError(f"the run's destination {str(final)!r} has since been filled; move it away first")
     if announce:
         announce(f"thermojax: resuming {exp.name} in {work} -> {final}")
-    try:
-        result = _execute(exp, cfg, work)
-    except KeyboardInterrupt:
-        raise Interrupted(work) from None
-    return _finish_dirs(work, final), result
+    return _run_in(exp, cfg, work, final)
 
 
 def _headline(summary: dict) -> str:

@@ -110,6 +110,31 @@ def _residual_jacobian(problem, theta, is_log, args):
     return fn(theta), jax.jacfwd(fn)(theta)
 
 
+def _n_data(problem, theta, is_log, args) -> int:
+    r = jax.eval_shape(lambda th: jnp.ravel(problem.residuals(problem.unpack(th, is_log), *args)), theta)
+    return int(r.shape[0])
+
+
+def _curvature_errors(problem, theta, is_log, args):
+    r"""`(loss, covariance, stderr)` at the optimum from the Gauss-Newton curvature
+    $J^\top J$ of $\tfrac12\sum r^2$ (p forward-mode passes; exact for zero residuals):
+    the covariance in fitted coordinates, then the natural ones by the delta method.
+    No residual degrees of freedom gives NaN errors, never a fake zero."""
+    r_opt, jac_r = _residual_jacobian(problem, theta, is_log, args)
+    final = 0.5 * float(jnp.sum(r_opt**2))
+    m, p = int(r_opt.size), theta.shape[0]
+    s2 = 2.0 * final / (m - p) if m > p else np.nan
+    try:
+        cov_theta = s2 * np.linalg.inv(np.asarray(jac_r.T @ jac_r))
+    except np.linalg.LinAlgError:
+        cov_theta = np.full((p, p), np.nan)
+    vals = np.asarray(jnp.where(is_log, jnp.exp(theta), theta))
+    jac = np.diag(np.where(np.asarray(is_log), vals, 1.0))  # d value / d theta
+    cov = jac @ cov_theta @ jac.T
+    err = np.where(np.diag(cov) < 0, np.nan, np.sqrt(np.clip(np.diag(cov), 0, None)))
+    return final, cov, err
+
+
 def fit_least_squares(
     residuals: Callable[..., Array],
     init: dict[str, float],
@@ -220,24 +245,8 @@ def fit_least_squares(
             flat = 0
     bar.close()
 
-    # Curvature at the optimum (Gauss-Newton J^T J of 0.5 sum r^2: p forward-mode
-    # passes, positive semi-definite, exact for zero residuals) -> covariance in fitted
-    # coordinates -> natural ones.
-    r_opt, jac_r = _residual_jacobian(problem, theta, is_log, args)
-    final = 0.5 * float(jnp.sum(r_opt**2))
-    m, p = int(r_opt.size), len(names)
-    hess = jac_r.T @ jac_r
-    # no residual degrees of freedom -> no error estimate (NaN), never a fake zero
-    s2 = 2.0 * final / (m - p) if m > p else np.nan
-    try:
-        cov_theta = s2 * np.linalg.inv(np.asarray(hess))
-    except np.linalg.LinAlgError:
-        cov_theta = np.full((p, p), np.nan)
+    final, cov, err = _curvature_errors(problem, theta, is_log, args)
     vals = np.asarray(jnp.where(is_log, jnp.exp(theta), theta))
-    jac = np.diag(np.where(np.asarray(is_log), vals, 1.0))  # d value / d theta
-    cov = jac @ cov_theta @ jac.T
-    err = np.sqrt(np.clip(np.diag(cov), 0, None))
-    err = np.where(np.diag(cov) < 0, np.nan, err)
     return FitResult(
         names=names,
         values={n: jnp.asarray(vals[i]) for i, n in enumerate(names)},
@@ -247,5 +256,5 @@ def fit_least_squares(
         loss_history=jnp.asarray(np.array(history) * float(scale)),
         converged=converged,
         n_steps=n_steps,
-        n_data=m,
+        n_data=_n_data(problem, theta, is_log, args),
     )

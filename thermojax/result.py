@@ -140,6 +140,13 @@ class Result(eqx.Module):
     kets: bool = eqx.field(static=True, default=False)
     dims: Any = eqx.field(static=True, default=None)
 
+    @classmethod
+    def exact(cls, tsave, states, expect=None, *, batch: tuple, method: str, kets: bool = False) -> "Result":
+        """The `Result` of a closed form or exact propagator: no solver statistics, every
+        element successful."""
+        ok = jax.tree.map(lambda x: jnp.broadcast_to(x, tuple(batch)), Status.successful)
+        return cls(tsave=tsave, states=states, expect=expect, stats={}, status=ok, method=method, kets=kets)
+
     @property
     def success(self) -> Bool[Array, " *batch"]:
         """Boolean `(*batch,)`: whether each element succeeded."""

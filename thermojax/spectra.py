@@ -204,7 +204,7 @@ class Eigensystem(eqx.Module):
             MemoryError: If the saved states would not fit in memory.
         """
         from ._checks import check_memory, check_state, estimate_bytes
-        from .result import Result, Status
+        from .result import Result
 
         state0, is_ket = check_state(state0, self.dim, "state0", kind=kind, normalize=normalize)
         tsave = jnp.asarray(tsave, dtype=self.energies.dtype)
@@ -223,15 +223,7 @@ class Eigensystem(eqx.Module):
         if isinstance(rows, slice):  # hashable for the jit cache
             rows = ("slice", rows.start, rows.stop, rows.step)
         states, expect = _eigen_evolve(self, state0, tsave, e_ops, rows, time_batch, save_states, is_ket)
-        return Result(
-            tsave=tsave,
-            states=states,
-            expect=expect,
-            stats={},
-            status=jax.tree.map(lambda x: jnp.broadcast_to(x, batch), Status.successful),
-            method="Eigen",
-            kets=is_ket,
-        )
+        return Result.exact(tsave, states, expect, batch=batch, method="Eigen", kets=is_ket)
 
 
 @eqx.filter_jit

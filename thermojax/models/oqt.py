@@ -62,7 +62,7 @@ from jaxtyping import Array, ArrayLike, Bool, Complex, Float, PRNGKeyArray, PyTr
 
 from .._checks import check_positive, check_state, is_concrete
 from ..lindblad import AbstractGenerator, StationaryState, liouvillian, stationary_state
-from ..result import Result, Status
+from ..result import Result
 from ..spectra import Eigensystem, eigh, haar_unitary, ket_to_dm, purity, trace_distance, von_neumann_entropy
 from ..thermal import energy_moments, microcanonical_weights, microcanonical_window, solve_beta
 from ..trajectories import AbstractSDE
@@ -459,30 +459,24 @@ class OQTModel(AbstractGenerator):
         Raises:
             ValueError: As `OQTModel` and `microcanonical_steady_state`.
         """
-        es = _as_eigensystem(hamiltonian)
-        state = _state_to_eigenbasis(es, state0, normalize)
-        steady = microcanonical_steady_state(es.energies, state, degeneracy_atol=degeneracy_atol)
-        return cls(es, steady, alpha_N, Gamma=Gamma, projectors=projectors)
+        return cls._from_state(microcanonical_steady_state, hamiltonian, state0, alpha_N, Gamma, projectors,
+                               degeneracy_atol, normalize)
 
     @classmethod
-    def canonical(
-        cls,
-        hamiltonian,
-        state0: Shaped[ArrayLike, " d"] | Shaped[ArrayLike, "d d"],
-        alpha_N: Float[ArrayLike, ""],
-        *,
-        Gamma: Float[ArrayLike, ""] = 0.0,
-        projectors: Shaped[ArrayLike, "K d d"] | None = None,
-        degeneracy_atol: float | None = None,
-        normalize: bool = False,
-    ) -> "OQTModel":
+    def canonical(cls, hamiltonian, state0, alpha_N, *, Gamma=0.0, projectors=None, degeneracy_atol=None,
+                  normalize=False) -> "OQTModel":
         r"""Model whose $\chi$ is canonical with $\mathrm{Tr}(\chi_\beta H)=E_0$.
 
         Arguments as `microcanonical`; see `canonical_steady_state`.
         """
+        return cls._from_state(canonical_steady_state, hamiltonian, state0, alpha_N, Gamma, projectors,
+                               degeneracy_atol, normalize)
+
+    @classmethod
+    def _from_state(cls, builder, hamiltonian, state0, alpha_N, Gamma, projectors, degeneracy_atol, normalize):
         es = _as_eigensystem(hamiltonian)
         state = _state_to_eigenbasis(es, state0, normalize)
-        steady = canonical_steady_state(es.energies, state, degeneracy_atol=degeneracy_atol)
+        steady = builder(es.energies, state, degeneracy_atol=degeneracy_atol)
         return cls(es, steady, alpha_N, Gamma=Gamma, projectors=projectors)
 
     @property
@@ -580,16 +574,7 @@ class OQTModel(AbstractGenerator):
         tsave = jnp.asarray(tsave)
         if tsave.ndim != 1:
             raise ValueError(f"Argument `tsave` must have shape (T,), got {tsave.shape}.")
-        states = self._evolve_closed(rho0, tsave)
-        batch = rho0.shape[:-2]
-        return Result(
-            tsave=tsave,
-            states=states,
-            expect=None,
-            stats={},
-            status=jax.tree.map(lambda x: jnp.broadcast_to(x, batch), Status.successful),
-            method="OQT closed form",
-        )
+        return Result.exact(tsave, self._evolve_closed(rho0, tsave), batch=rho0.shape[:-2], method="OQT closed form")
 
     @eqx.filter_jit
     def _evolve_closed(self, rho0, tsave):

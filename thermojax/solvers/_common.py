@@ -186,6 +186,23 @@ def _jit_ode(vector_field, y0, tsave, args, e_ops, method, options):
     return ode_integrate(vector_field, y0, tsave, args=args, method=method, options=options, save=save)
 
 
+def assemble(tsave, out, *, method: str, kets: bool, dims, options: Options) -> Result:
+    """The `Result` of a solver from `(states, expect (..., T, E), stats, status)`;
+    raises with `Options(throw=True)` if an element failed."""
+    states, expect, stats, status = out
+    res = Result(
+        tsave=tsave,
+        states=states,
+        expect=None if expect is None else jnp.moveaxis(expect, -2, -1),
+        stats=stats,
+        status=status,
+        method=method,
+        kets=kets,
+        dims=dims,
+    )
+    return raise_if_failed(res, options)
+
+
 def raise_if_failed(res: Result, options: Options) -> Result:
     """With `Options(throw=True)`, raise `RuntimeError` naming the failure of any element."""
     if options.throw:

@@ -12,7 +12,7 @@ from ..lindblad import AbstractGenerator, Lindbladian, sparsity
 from ..operators import ConstantOperator, SumOperator, as_operator, as_operator_stack
 from ..options import ODE, AbstractMethod, Expm, Options
 from ..result import Result, Status
-from ._common import cartesian_call, ode_integrate, prepare_e_ops, raise_if_failed, state_and_expect
+from ._common import assemble, cartesian_call, ode_integrate, prepare_e_ops, state_and_expect
 
 __all__ = ["mesolve"]
 
@@ -100,6 +100,7 @@ def mesolve(
     """
     method = ODE() if method is None else method
     options = Options() if options is None else options
+    dims = qutip_dims(rho0) or (None if isinstance(H, AbstractGenerator) else qutip_dims(H))
     tsave = check_times(tsave, "tsave")
     if isinstance(H, AbstractGenerator):
         if jump_ops is not None and len(jump_ops) != 0:
@@ -137,18 +138,7 @@ def mesolve(
         name = type(method.solver).__name__
     else:
         raise TypeError(f"Argument `method` must be ODE(...) or Expm() for mesolve, got {type(method).__name__}.")
-    states, expect, stats, status = out
-    res = Result(
-        tsave=tsave,
-        states=states,
-        expect=None if expect is None else jnp.moveaxis(expect, -2, -1),
-        stats=stats,
-        status=status,
-        method=name,
-        kets=False,
-        dims=qutip_dims(rho0) or (None if isinstance(H, AbstractGenerator) else qutip_dims(H)),
-    )
-    return raise_if_failed(res, options)
+    return assemble(tsave, out, method=name, kets=False, dims=dims, options=options)
 
 
 def _repeat_batch(op, n):

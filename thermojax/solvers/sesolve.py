@@ -9,7 +9,7 @@ from ..interop import qutip_dims
 from ..operators import as_operator
 from ..options import ODE, AbstractMethod, Eigen, Options
 from ..result import Result, Status
-from ._common import cartesian_call, ode_integrate, prepare_e_ops, raise_if_failed, state_and_expect
+from ._common import assemble, cartesian_call, ode_integrate, prepare_e_ops, state_and_expect
 
 __all__ = ["sesolve"]
 
@@ -63,6 +63,7 @@ def sesolve(
     """
     method = ODE() if method is None else method
     options = Options() if options is None else options
+    dims = qutip_dims(psi0) or qutip_dims(H)
     tsave = check_times(tsave, "tsave")
     t0 = float(tsave[0]) if options.t0 is None and not isinstance(tsave, jax.core.Tracer) else 0.0
     op = as_operator(H, "H", t0=t0)
@@ -77,18 +78,8 @@ def sesolve(
         out = _se_ode(op, psi0, tsave, e, method, options)
     else:
         raise TypeError(f"Argument `method` must be ODE(...) or Eigen(...) for sesolve, got {type(method).__name__}.")
-    states, expect, stats, status = out
-    res = Result(
-        tsave=tsave,
-        states=states,
-        expect=None if expect is None else jnp.moveaxis(expect, -2, -1),
-        stats=stats,
-        status=status,
-        method=type(method).__name__ if isinstance(method, Eigen) else type(method.solver).__name__,
-        kets=True,
-        dims=qutip_dims(psi0) or qutip_dims(H),
-    )
-    return raise_if_failed(res, options)
+    name = type(method).__name__ if isinstance(method, Eigen) else type(method.solver).__name__
+    return assemble(tsave, out, method=name, kets=True, dims=dims, options=options)
 
 
 def _se_one_ode(op, psi, tsave, e_ops, method, options):

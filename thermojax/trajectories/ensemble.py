@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Shaped
 
+from .._checks import check_memory
 from ..options import DiffraxSDE, EulerMaruyama, Options
 from ..result import EnsembleStats, Result, status_array
 from ..sweep import canonical_key, iterate_chunks
@@ -497,30 +498,9 @@ def simulate_trajectories(
     if chunk_size is None and options.memory_budget is not None:
         chunk_size = _chunk_from_budget(*_memory(cfg, in_axes, sde, y0, args), options.memory_budget)
     chunk_size = int(min(chunk_size or ntraj, ntraj))
-
     batch = () if n_batch is None else (n_batch,)
-    int_dtype = np.dtype(jax.dtypes.canonicalize_dtype(jnp.int64))
-    acc = {
-        "n": np.zeros(batch, int_dtype),
-        "mean": {k: np.zeros(s.shape, _acc_dtype(s.dtype)) for k, s in obs_shapes.items()},
-        "m2": {k: np.zeros(s.shape, _real_dtype(s.dtype)) for k, s in obs_shapes.items()},
-    }
-    n_save, state = len(cfg.save_ts), _state_shape(y0, in_axes)
-    if accumulate_outer:
-        s = math.prod(state)
-        acc["outer"] = np.zeros(batch + (n_save, s, s), _acc_dtype(y0.dtype))
-    if options.record_norm:
-        acc["norm_drift"] = np.zeros(batch + (n_save,), _real_dtype(y0.dtype))
-    if n_batches is not None:
-        if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 2:
-            raise ValueError(f"Argument `n_batches` must be an integer >= 2 or None, got {n_batches!r}.")
-        if ntraj % n_batches:
-            raise ValueError(f"Argument `ntraj` ({ntraj}) must be a multiple of `n_batches` ({n_batches}).")
-        acc["batch_n"] = np.zeros((n_batches,) + batch, int_dtype)
-        acc["batch_sum"] = {k: np.zeros((n_batches,) + s.shape, _acc_dtype(s.dtype)) for k, s in obs_shapes.items()}
-    acc = jax.tree.map(jnp.asarray, acc)
-
-    from .._checks import check_memory
+    state = _state_shape(y0, in_axes)
+    acc = _init_accumulators(cfg, obs_shapes, batch, state, y0.dtype, ntraj, n_batches)
 
     host_bytes = _nbytes(acc) + (ntraj * _nbytes(extra_shapes["ys"]) if options.store_trajectories else 0)
     check_memory(host_bytes, f"the statistics of {ntraj} trajectories" + (" and their stored states" if
@@ -530,68 +510,83 @@ def simulate_trajectories(
     if options.store_trajectories:
         ys_shape = extra_shapes["ys"]
         stored = np.zeros((ntraj,) + ys_shape.shape, dtype=ys_shape.dtype)
-    ntraj_arr = jnp.asarray(ntraj, int_dtype)
+    ntraj_arr = jnp.asarray(ntraj, acc["n"].dtype)
     for sl, idx in iterate_chunks(ntraj, chunk_size, progress=options.progress, desc="trajectories"):
         acc, div, ys = _run_chunk(cfg, in_axes, sde, y0, key, args, idx, ntraj_arr, acc)
         take = sl.stop - sl.start
         diverged[sl] = np.asarray(div)[:take]  # also waits for the chunk: bounded memory
         if stored is not None:
             stored[sl] = np.asarray(ys)[:take]
-
-    acc = jax.tree.map(np.asarray, acc)
-    n = acc["n"]
-
-    def per_obs(x):
-        return np.reshape(n, n.shape + (1,) * (x.ndim - n.ndim))
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = {k: np.where(per_obs(v) > 0, v, np.nan) for k, v in acc["mean"].items()}
-        var = {k: np.where(per_obs(v) > 1, v / (per_obs(v) - 1), np.nan) for k, v in acc["m2"].items()}
-        mean_outer = None
-        if accumulate_outer:
-            o = acc["outer"]
-            mean_outer = np.where(per_obs(o) > 0, o / per_obs(o), np.nan).reshape(
-                batch + (n_save,) + state + state
-            )
-    n_div = diverged.sum(axis=0)
-    norm_drift = acc.get("norm_drift")
-    batch_mean = batch_n = None
-    if n_batches is not None:
-        batch_n = acc["batch_n"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            batch_mean = {
-                k: jnp.asarray(v / np.reshape(batch_n, batch_n.shape + (1,) * (v.ndim - batch_n.ndim)))
-                for k, v in acc["batch_sum"].items()
-            }
-        batch_n = jnp.asarray(batch_n)
-    ens = EnsembleStats(
-        mean={k: jnp.asarray(v) for k, v in mean.items()},
-        var={k: jnp.asarray(v) for k, v in var.items()},
-        n=jnp.asarray(n),
-        n_diverged=jnp.asarray(n_div),
-        diverged=jnp.asarray(diverged),
-        norm_drift=None if norm_drift is None else jnp.asarray(norm_drift),
-        trajectories=None if stored is None else jnp.asarray(stored),
-        batch_mean=batch_mean,
-        batch_n=batch_n,
-        ntraj=int(ntraj),
-        n_steps=cfg.n_steps,
-        dt=cfg.dt,
-        chunk_size=chunk_size,
-    )
+    ens, mean_outer = _finalize(cfg, jax.tree.map(np.asarray, acc), diverged, stored, batch, state, chunk_size)
     stats = {"n_steps": cfg.n_steps, "dt": cfg.dt}
-    if norm_drift is not None:
+    if ens.norm_drift is not None:
         stats["norm_drift"] = ens.norm_drift
     return Result(
         tsave=jnp.asarray(cfg.save_ts, _time_dtype()),
-        states=None if mean_outer is None else jnp.asarray(mean_outer),
+        states=mean_outer,
         expect=None,
         stats=stats,
-        status=status_array(jnp.asarray(n_div == 0)),
+        status=status_array(ens.n_diverged == 0),
         ensemble=ens,
         method=type(method).__name__,
         kets=False,
     )
+
+
+def _init_accumulators(cfg, obs_shapes, batch, state, dtype, ntraj, n_batches):
+    """Zeroed device accumulators: counts, Welford means and M2, and (as asked) the outer
+    product, the norm drift and the batch sums."""
+    int_dtype = np.dtype(jax.dtypes.canonicalize_dtype(jnp.int64))
+    acc = {
+        "n": np.zeros(batch, int_dtype),
+        "mean": {k: np.zeros(s.shape, _acc_dtype(s.dtype)) for k, s in obs_shapes.items()},
+        "m2": {k: np.zeros(s.shape, _real_dtype(s.dtype)) for k, s in obs_shapes.items()},
+    }
+    n_save = len(cfg.save_ts)
+    if cfg.accumulate_outer:
+        s = math.prod(state)
+        acc["outer"] = np.zeros(batch + (n_save, s, s), _acc_dtype(dtype))
+    if cfg.record_norm:
+        acc["norm_drift"] = np.zeros(batch + (n_save,), _real_dtype(dtype))
+    if n_batches is not None:
+        if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 2:
+            raise ValueError(f"Argument `n_batches` must be an integer >= 2 or None, got {n_batches!r}.")
+        if ntraj % n_batches:
+            raise ValueError(f"Argument `ntraj` ({ntraj}) must be a multiple of `n_batches` ({n_batches}).")
+        acc["batch_n"] = np.zeros((n_batches,) + batch, int_dtype)
+        acc["batch_sum"] = {k: np.zeros((n_batches,) + s.shape, _acc_dtype(s.dtype)) for k, s in obs_shapes.items()}
+    return jax.tree.map(jnp.asarray, acc)
+
+
+def _finalize(cfg, acc, diverged, stored, batch, state, chunk_size):
+    """Means, variances, batch means and the mean outer product from the host accumulators."""
+    n = acc["n"]
+
+    def per(x, counts=n):
+        return np.reshape(counts, counts.shape + (1,) * (x.ndim - counts.ndim))
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = {k: jnp.asarray(np.where(per(v) > 0, v, np.nan)) for k, v in acc["mean"].items()}
+        var = {k: jnp.asarray(np.where(per(v) > 1, v / (per(v) - 1), np.nan)) for k, v in acc["m2"].items()}
+        mean_outer = None
+        if "outer" in acc:
+            o = acc["outer"]
+            shape = batch + (len(cfg.save_ts),) + state + state
+            mean_outer = jnp.asarray(np.where(per(o) > 0, o / per(o), np.nan).reshape(shape))
+        batch_mean = batch_n = None
+        if "batch_n" in acc:
+            batch_n = acc["batch_n"]
+            batch_mean = {k: jnp.asarray(v / per(v, batch_n)) for k, v in acc["batch_sum"].items()}
+            batch_n = jnp.asarray(batch_n)
+    ens = EnsembleStats(
+        mean=mean, var=var, n=jnp.asarray(n), n_diverged=jnp.asarray(diverged.sum(axis=0)),
+        diverged=jnp.asarray(diverged),
+        norm_drift=None if "norm_drift" not in acc else jnp.asarray(acc["norm_drift"]),
+        trajectories=None if stored is None else jnp.asarray(stored),
+        batch_mean=batch_mean, batch_n=batch_n, ntraj=int(diverged.shape[0]), n_steps=cfg.n_steps, dt=cfg.dt,
+        chunk_size=chunk_size,
+    )
+    return ens, mean_outer
 
 
 def ensemble_mean(
@@ -648,18 +643,7 @@ def ensemble_mean(
         True
     """
     _check_ntraj(ntraj)
-    options = Options() if options is None else options
-    y0 = jnp.asarray(y0)
-    obs_static, obs_dyn = _observable_items({"o": observable}, False)
-    cfg = make_config(
-        tsave,
-        method,
-        t0=options.t0,
-        normalize=bool(options.normalize),
-        max_norm=sde.divergence_norm() if options.max_norm is None else options.max_norm,
-        observables=obs_static,
-    )
-    args = (args, obs_dyn)
+    sde, y0, cfg, options, args = _prepare(sde, y0, tsave, method, options, {"o": observable}, False, None, args)
     key = canonical_key(key)
     describe(cfg, None, sde, y0, args)
     chunk_size = options.chunk_size
