@@ -151,10 +151,10 @@ def section_sse(args):
 
     r, w, c = timed(run_tj, max(args.repeats // 3, 2))
     err = np.abs(np.asarray(r.expect[0].real) - ref)
-    nd = float(np.max(np.asarray(r.ensemble.norm_drift)))
+    nd = float(np.max(np.asarray(r.stats["step_norm_defect"])))
     rows["thermojax ssesolve (EM, projected)"] = (
         w, c, err.max(), float(np.asarray(r.expect_stderr)[0].max()), int(r.ensemble.n_diverged),
-        f"norm drift before projection {nd:.1e}",
+        f"largest norm error of one step before its projection {nd:.1e}",
     )
     r2 = tj.ssesolve(H, ops, psi0, ts, jax.random.key(1), ntraj=NTRAJ, e_ops=[n_op], method=tj.EulerMaruyama(DT),
                      options=tj.Options(save_states=False, normalize=False, record_norm=True))

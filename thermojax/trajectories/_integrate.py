@@ -169,7 +169,9 @@ def _normalize(y):
 
 
 def _solve_scan(cfg: _Config, sde, y0, key, args):
-    """Euler–Maruyama by nested `lax.scan`; returns (ys (T, *state), ok)."""
+    r"""Euler–Maruyama by nested `lax.scan`; returns `(ys (T, *state), ok, defect)`, with
+    `defect` the largest $|\,\|y_{n+1}\| - 1|$ of a step before the projection back to
+    unit norm (`normalize`; 0 otherwise): the scheme's norm error that projecting hides."""
     struct = sde.noise_shape()
     tdt = _time_dtype()
     t0 = jnp.asarray(cfg.t0, tdt)
@@ -177,19 +179,21 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
     sqrt_dt = jnp.sqrt(dt)
 
     def step(carry, n):
-        y, ok = carry
+        y, ok, defect = carry
         t = t0 + dt * n.astype(tdt)
         dw = _sample_noise(jax.random.fold_in(key, n), struct, sqrt_dt)
         y_new = y + sde.drift(t, y, args) * dt.astype(y.dtype) + sde.diffusion_mv(t, y, args, dw)
         if cfg.normalize:
-            y_new = _normalize(y_new)
+            norm = jnp.sqrt(_sq_norm(y_new))
+            defect = jnp.where(ok, jnp.maximum(defect, jnp.abs(norm - 1.0)), defect)
+            y_new = y_new / norm.astype(y_new.dtype)
         ok_new = ok & jnp.all(jnp.isfinite(y_new))
         if cfg.max_norm is not None:
             ok_new = ok_new & (_sq_norm(y_new) <= cfg.max_norm**2)
         # A diverged trajectory is frozen at its last good state (and flagged): this keeps
         # NaNs out of the carry, so gradients of averages over the others stay finite.
         y = jnp.where(ok_new, y_new, y)
-        return (y, ok_new), None
+        return (y, ok_new, defect), None
 
     intervals = cfg.intervals
     uniform = len(set(intervals)) <= 1
@@ -211,7 +215,7 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
     # times are stored; the steps inside an interval are recomputed.
     interval = jax.checkpoint(interval, prevent_cse=False)
     ok0 = jnp.array(True)
-    carry = (y0, ok0)
+    carry = (y0, ok0, jnp.zeros((), jnp.finfo(y0.dtype).dtype))
     first = cfg.save_steps[0]
     if first > 0:
         carry, _ = jax.lax.scan(
@@ -226,7 +230,7 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
         ys = jnp.concatenate([ys0, ys])
     else:
         ys = ys0
-    return ys, carry[1]
+    return ys, carry[1], carry[2]
 
 
 class _MatchedBrownianPath(diffrax.AbstractBrownianPath):
@@ -367,13 +371,15 @@ def _solve_diffrax(cfg: _Config, sde, y0, key, args):
 
 
 def solve_one(cfg: _Config, sde, y0, key, args):
-    """One path: `(ys (T, *state), diverged)`."""
+    """One path: `(ys (T, *state), diverged, step_norm_defect)` (the defect is NaN for the
+    diffrax integrator, which does not track it)."""
     if cfg.method == "scan":
-        ys, ok = _solve_scan(cfg, sde, y0, key, args)
+        ys, ok, defect = _solve_scan(cfg, sde, y0, key, args)
     else:
         ys, ok = _solve_diffrax(cfg, sde, y0, key, args)
+        defect = jnp.asarray(jnp.nan, jnp.finfo(y0.dtype).dtype)
     ok = ok & jnp.all(jnp.isfinite(ys))
-    return ys, ~ok
+    return ys, ~ok, defect
 
 
 def solve_trajectory(
@@ -434,4 +440,4 @@ def solve_trajectory(
         max_norm=sde.divergence_norm() if max_norm is None else max_norm,
     )
     describe(cfg, None, sde, y0, (args, ()))
-    return solve_one(cfg, sde, y0, key, args)
+    return solve_one(cfg, sde, y0, key, args)[:2]

@@ -141,7 +141,7 @@ def _per_element(cfg: _Config, sde, y0, key, args):
 
     `args` is the pair `(user args, array leaves of the observables)` (see `_prepare`)."""
     args, obs_dyn = args
-    ys, diverged = solve_one(cfg, sde, y0, key, args)
+    ys, diverged, defect = solve_one(cfg, sde, y0, key, args)
     ts = jnp.asarray(cfg.save_ts, _time_dtype())
     fns = [(name, eqx.combine(dyn, fn)) for (name, fn), dyn in zip(cfg.observables, obs_dyn)]
     obs = {name: jax.vmap(lambda t, y, fn=fn: jnp.asarray(fn(t, y)))(ts, ys) for name, fn in fns}
@@ -150,6 +150,7 @@ def _per_element(cfg: _Config, sde, y0, key, args):
         norms = jnp.sqrt(jax.vmap(_sq_norm)(ys))
         obs["norm"] = norms
         extra["norm_drift"] = jnp.abs(norms - jnp.sqrt(_sq_norm(y0)))
+        extra["step_norm_defect"] = defect
     if cfg.accumulate_outer or cfg.store:
         extra["ys"] = ys
     return obs, extra, diverged
@@ -175,6 +176,8 @@ def _accumulate_one(acc, obs, extra, valid):
     if "norm_drift" in acc:
         nd = jnp.where(valid, extra["norm_drift"], 0).astype(acc["norm_drift"].dtype)
         new["norm_drift"] = jnp.maximum(acc["norm_drift"], nd)
+        sd = jnp.where(valid, extra["step_norm_defect"], 0).astype(acc["step_norm_defect"].dtype)
+        new["step_norm_defect"] = jnp.maximum(acc["step_norm_defect"], sd)
     return new
 
 
@@ -521,6 +524,8 @@ def simulate_trajectories(
     stats = {"n_steps": cfg.n_steps, "dt": cfg.dt}
     if ens.norm_drift is not None:
         stats["norm_drift"] = ens.norm_drift
+        if cfg.normalize:  # projected each step: the drift is hidden, its size per step is not
+            stats["step_norm_defect"] = jnp.asarray(acc["step_norm_defect"])
     return Result(
         tsave=jnp.asarray(cfg.save_ts, _time_dtype()),
         states=mean_outer,
@@ -548,6 +553,7 @@ def _init_accumulators(cfg, obs_shapes, batch, state, dtype, ntraj, n_batches):
         acc["outer"] = np.zeros(batch + (n_save, s, s), _acc_dtype(dtype))
     if cfg.record_norm:
         acc["norm_drift"] = np.zeros(batch + (n_save,), _real_dtype(dtype))
+        acc["step_norm_defect"] = np.zeros(batch, _real_dtype(dtype))
     if n_batches is not None:
         if isinstance(n_batches, bool) or not isinstance(n_batches, (int, np.integer)) or n_batches < 2:
             raise ValueError(f"Argument `n_batches` must be an integer >= 2 or None, got {n_batches!r}.")
