@@ -60,20 +60,30 @@ class FitResult(eqx.Module):
     n_steps: int = eqx.field(static=True)
     n_data: int = eqx.field(static=True)
 
-    def as_dict(self, true: dict[str, float] | None = None, key: str = "true") -> dict:
-        """JSON-ready summary: per constant `{"value", "stderr"}` (+ `key` if known),
-        plus `converged`, `n_steps`, `loss`."""
+    def as_dict(self, true: dict[str, float] | None = None, key: str = "true", *, history: bool = False) -> dict:
+        """JSON-ready summary, one entry per constant: `{"value", "stderr",
+        "stderr_kind": "curvature", "converged", "n_steps", "loss", "n_data"}` (+ `key`
+        with the reference value if given in `true`, + `"loss_history"` if `history`).
+        This is what experiments put in `summary["fits"]`.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> t = jnp.linspace(0, 1, 5)
+            >>> f = fit_least_squares(lambda p, y: p["k"] * t - y, {"k": 1.0}, args=(2.0 * t,))
+            >>> d = f.as_dict(true={"k": 2.0})["k"]
+            >>> round(d["value"], 6), d["true"], d["converged"]
+            (2.0, 2.0, True)
+        """
         out: dict = {}
         for n in self.names:
-            out[n] = {"value": float(self.values[n]), "stderr": float(self.stderr[n])}
+            entry = {"value": float(self.values[n]), "stderr": float(self.stderr[n]), "stderr_kind": "curvature"}
             if true is not None and n in true:
-                out[n][key] = float(true[n])
-        out["_fit"] = {
-            "converged": bool(self.converged),
-            "n_steps": int(self.n_steps),
-            "loss": float(self.loss),
-            "n_data": int(self.n_data),
-        }
+                entry[key] = float(true[n])
+            entry.update(converged=bool(self.converged), n_steps=int(self.n_steps), loss=float(self.loss),
+                         n_data=int(self.n_data))
+            if history:
+                entry["loss_history"] = np.asarray(self.loss_history).tolist()
+            out[n] = entry
         return out
 
 

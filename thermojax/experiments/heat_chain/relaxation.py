@@ -92,10 +92,8 @@ def _fit_kappa(cfg, chain, ts, p0, p_all):
             max_steps=cfg.fit.max_steps, progress=progress, desc="fit kappa",
         )
 
-    fk = one(p_all.mean(0), cfg.progress)
-    singles = np.array([float(one(p, False).values["kappa"]) for p in p_all])
-    return {"value": float(fk.values["kappa"]), "stderr_curvature": float(fk.stderr["kappa"]),
-            "converged": fk.converged, "singles": singles, "loss_history": fk.loss_history}
+    fit = one(p_all.mean(0), cfg.progress).as_dict(history=True)["kappa"]
+    return {"fit": fit, "singles": np.array([float(one(p, False).values["kappa"]) for p in p_all])}
 
 
 def _fit_lambda(cfg, chain, ts, psi0, p_exact):
@@ -104,13 +102,13 @@ def _fit_lambda(cfg, chain, ts, psi0, p_exact):
         _lambda_residuals, {"lambda": cfg.fit.start_ratio * lam}, args=(chain, psi0, ts, jnp.asarray(p_exact)),
         positive=["lambda"], max_steps=cfg.fit.max_steps, progress=cfg.progress, desc="fit lambda (exact)",
     )
-    return {"value": float(fl.values["lambda"]), "stderr": float(fl.stderr["lambda"]), "converged": fl.converged,
-            "n_steps": fl.n_steps, "loss_history": fl.loss_history}
+    return {"fit": fl.as_dict(true={"lambda": lam}, history=True)["lambda"]}
 
 
 def _kappa_fits(cfg, kappa, fk):
     """Summary entries of the kappa fit and the lambda derived from it."""
-    k_fit, singles = fk["value"], fk["singles"]
+    fit, singles = dict(fk["fit"]), np.asarray(fk["singles"])
+    k_fit = fit["value"]
     # resampling error: spread of the single-state fits over sqrt(R); the curvature error
     # treats the correlated pure-state fluctuations as independent noise and is too small
     k_err = float(singles.std(ddof=1) / np.sqrt(len(singles)))
@@ -118,8 +116,8 @@ def _kappa_fits(cfg, kappa, fk):
     lam_fit = float(np.sqrt(k_fit * cfg.model.band_width / (2 * np.pi * cfg.model.n_levels)))
     return {
         "kappa": {
-            "value": k_fit, "stderr": k_err, "theory": kappa, "rel_error": k_fit / kappa - 1,
-            "converged": bool(fk["converged"]), "stderr_curvature": fk["stderr_curvature"],
+            **{k: v for k, v in fit.items() if k != "loss_history"}, "stderr": k_err, "stderr_kind": "resampling",
+            "stderr_curvature": fit["stderr"], "theory": kappa, "rel_error": k_fit / kappa - 1,
             "single_state_values": singles.tolist(),
             "note": f"fitted to the mean P_mu(t) of {len(singles)} random pure states; stderr = std of "
                     "single-state fits / sqrt(states) (the curvature error is 5-10x smaller and not honest here)",
@@ -139,19 +137,18 @@ def run(cfg: RelaxationConfig) -> ExperimentResult:
     if cfg.fit.kappa:
         fk = stage("fit_kappa", lambda: _fit_kappa(cfg, chain, ts, chain.populations(psis[0]), p_all))
         fits.update(_kappa_fits(cfg, kappa, fk))
-        arrays["loss_history_kappa"] = fk["loss_history"]
+        arrays["loss_history_kappa"] = np.asarray(fk["fit"]["loss_history"])
     if cfg.fit.lambda_direct:
-        fl = stage("fit_lambda_direct", lambda: _fit_lambda(cfg, chain, ts, psis[0], p_all[0]))
+        fl = dict(stage("fit_lambda_direct", lambda: _fit_lambda(cfg, chain, ts, psis[0], p_all[0]))["fit"])
         lam = cfg.model.coupling
+        arrays["loss_history_lambda_direct"] = np.asarray(fl.pop("loss_history"))
         fits["lambda_direct"] = {
-            "value": fl["value"], "stderr": fl["stderr"], "true": lam, "start": cfg.fit.start_ratio * lam,
-            "rel_error": fl["value"] / lam - 1, "converged": bool(fl["converged"]), "n_steps": fl["n_steps"],
+            **fl, "start": cfg.fit.start_ratio * lam, "rel_error": fl["value"] / lam - 1,
             "exact_recovery": bool(abs(fl["value"] / lam - 1) < 1e-9),
             "note": "fitted to the plotted state's exact P_mu(t) by differentiating the eigendecomposition; the "
                     "data are noise-free and generated with the true lambda, so the fit recovers it exactly and "
                     "its stderr is round-off",
         }
-        arrays["loss_history_lambda_direct"] = fl["loss_history"]
     summary = {
         "kappa_theory": kappa,
         "max_abs_deviation_P": float(np.abs(p_all[0] - p_ham).max()),

@@ -108,8 +108,8 @@ def run(cfg: ScalingConfig) -> ExperimentResult:
     d2_n = stage("sweep_n", lambda: _sweep_n(cfg, ts, kappa0))["D2_vs_n"]
     d2_N = stage("sweep_N", lambda: _sweep_N(cfg, ts))["D2_vs_N"]
     n_arr = np.asarray(cfg.n_values, float)
-    fp = _power_law(n_arr, d2_n)
-    b, b_err = float(fp.values["b"]), float(fp.stderr["b"])
+    fp = _power_law(n_arr, d2_n).as_dict()
+    b, b_err = fp["b"]["value"], fp["b"]["stderr"]
     summary = {
         "n_values": cfg.n_values,
         "n_scaling": cfg.n_scaling,
@@ -118,10 +118,10 @@ def run(cfg: ScalingConfig) -> ExperimentResult:
         "D2_vs_N_mean": d2_N.mean(1).tolist(),
         "kappa": kappa0,
         "fits": {
-            "exponent": {"value": b, "stderr": b_err, "theory": -1.0, "z_vs_theory": (b + 1.0) / b_err,
+            "exponent": {**fp["b"], "theory": -1.0, "z_vs_theory": (b + 1.0) / b_err,
                          "note": "D² ∝ n^b, weighted least squares on log D² (errors scaled by the fit's "
                                  "residual scatter)"},
-            "amplitude": {"value": float(fp.values["A"]), "stderr": float(fp.stderr["A"])},
+            "amplitude": fp["A"],
         },
     }
     arrays = {"n_values": n_arr, "D2_vs_n": d2_n, "N_values": np.asarray(cfg.n_subunits_values),

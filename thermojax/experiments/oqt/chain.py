@@ -106,13 +106,12 @@ def _bands(cfg, chain, psis, ts, p_all, p_ham):
             args=(model, proj_diag, p0e, ts, jnp.asarray(data)), max_steps=cfg.fit.max_steps,
         )
 
-    f_mean = fit(bands[0], jnp.mean(jnp.stack(p0_eig), 0), p_all.mean(0))
+    f_mean = fit(bands[0], jnp.mean(jnp.stack(p0_eig), 0), p_all.mean(0)).as_dict(history=True)["alpha_N"]
     singles = np.array([float(fit(b, pe, p).values["alpha_N"]) for b, pe, p in zip(bands, p0_eig, p_all)])
-    g_eff = float(f_mean.values["alpha_N"])
+    g_eff = f_mean["value"]
     m_eff = eqx.tree_at(lambda q: q.alpha_N, bands[0], jnp.asarray(g_eff))
     return {
-        "g_eff": g_eff, "singles": singles, "converged": f_mean.converged,
-        "stderr_curvature": float(f_mean.stderr["alpha_N"]), "loss_history": f_mean.loss_history,
+        "fit": f_mean, "singles": singles,
         "g_ham": float(fit(bands[0], p0_eig[0], p_ham).values["alpha_N"]),
         "p_oqt_bands": _subunit_pops_closed(m_eff, proj_diag, p0_eig[0], ts),
         "p_chi": bands[0].chi @ proj_diag.T, "mismatch": float(bands[0].energy_mismatch), "check": float(check),
@@ -140,7 +139,8 @@ def run(cfg: ChainConfig) -> ExperimentResult:
     p_ham = np.asarray(chain.ham_populations(chain.populations(psis[0]), ts))
     b = stage("oqt_bands", lambda: _bands(cfg, chain, psis, ts, p_all, p_ham))
     full = stage("oqt_full_chain", lambda: _full_chain(cfg, chain, psis[0], ts))
-    g_eff, singles = b["g_eff"], np.asarray(b["singles"])
+    fit = {k: v for k, v in b["fit"].items() if k != "loss_history"}
+    g_eff, singles = fit["value"], np.asarray(b["singles"])
     g_err = float(singles.std(ddof=1) / np.sqrt(len(singles)))
     rms = lambda x, y: float(np.sqrt(np.mean((x - y) ** 2)))
     summary = {
@@ -151,9 +151,9 @@ def run(cfg: ChainConfig) -> ExperimentResult:
         "rms_dev_P_oqt_vs_exact": rms(b["p_oqt_bands"], p_all[0]), "rms_dev_P_ham_vs_exact": rms(p_ham, p_all[0]),
         "population_closed_form_check": b["check"], "alpha_N_full_chain": full["gamma"],
         "fits": {"alpha_N_effective": {
-            "value": g_eff, "stderr": g_err, "compared_with": "golden-rule kappa", "kappa": kappa,
-            "ratio_to_kappa": g_eff / kappa, "ratio_stderr": g_err / kappa, "converged": bool(b["converged"]),
-            "stderr_curvature": b["stderr_curvature"], "single_state_values": singles.tolist(),
+            **fit, "stderr": g_err, "stderr_kind": "resampling", "stderr_curvature": fit["stderr"],
+            "compared_with": "golden-rule kappa", "kappa": kappa,
+            "ratio_to_kappa": g_eff / kappa, "ratio_stderr": g_err / kappa, "single_state_values": singles.tolist(),
             "from_HAM_curves": b["g_ham"],
             "note": "OQT on the uncoupled bands fitted to the mean exact P_mu(t) of "
                     f"{len(singles)} random states; stderr = std of single-state fits / sqrt(states). OQT has no "
@@ -162,7 +162,7 @@ def run(cfg: ChainConfig) -> ExperimentResult:
     }
     arrays = {"ts": np.asarray(ts), "p_exact": p_all[0], "p_exact_mean": p_all.mean(0), "p_ham": p_ham,
               "p_oqt_bands": np.asarray(b["p_oqt_bands"]), "p_oqt_full": np.asarray(full["p_oqt_full"]),
-              "effective_single": singles, "loss_history": np.asarray(b["loss_history"])}
+              "effective_single": singles, "loss_history": np.asarray(b["fit"]["loss_history"])}
     return ExperimentResult(arrays=arrays, summary=summary)
 
 

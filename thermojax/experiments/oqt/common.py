@@ -95,14 +95,9 @@ def fit_alpha_n(model: OQTModel, rho0, ens, ts, obs_ops, *, init: float, max_ste
     value = fit.values["alpha_N"]
     jac = np.asarray(jax.jacfwd(lambda a: _predict_obs(model, a, args[1], t_fit, obs_ops))(value))
     stderr = sandwich_stderr(jac.reshape(-1), (inv_s**2).reshape(-1), means_b.reshape(len(counts), -1), counts)
+    out = fit.as_dict()["alpha_N"]
     return {
-        "value": float(value),
-        "stderr": float(stderr[0]),
-        "stderr_curvature": float(fit.stderr["alpha_N"]),
-        "converged": bool(fit.converged),
-        "n_steps": int(fit.n_steps),
-        "M": int(ens.ntraj),
-        "n_valid": int(ens.n),
-        "n_batches": int(len(counts)),
-        "chi2_per_point": float(2 * fit.loss / fit.n_data),
+        **out, "stderr": float(stderr[0]), "stderr_kind": "batch means (sandwich)",
+        "stderr_curvature": out["stderr"], "M": int(ens.ntraj), "n_valid": int(ens.n),
+        "n_batches": int(len(counts)), "chi2_per_point": float(2 * fit.loss / fit.n_data),
     }
