@@ -99,7 +99,7 @@ def test_conductivity_run(tmp_path):
 
 def test_registry_finds_all_experiments_after_a_direct_module_import():
     code = (
-        "import thermojax.experiments.sui; from thermojax.experiments import registry;"
+        "import thermojax.experiments.oqt.born_rule; from thermojax.experiments import registry;"
         "print(sorted(registry()))"
     )
     import subprocess
