@@ -74,7 +74,7 @@ def check_times(x, name: str = "tsave"):
         x = x.astype(jnp.result_type(float))
     bad_finite = ~jnp.all(jnp.isfinite(x))
     bad_order = jnp.any(jnp.diff(x) <= 0)
-    if is_concrete(x):
+    if is_concrete(bad_finite, bad_order):
         if bool(bad_finite):
             raise ValueError(f"Argument `{name}` must be finite, got {np.asarray(x)}.")
         if bool(bad_order):
@@ -110,7 +110,7 @@ def check_finite(x, name: str):
     """
     x = jnp.asarray(x)
     bad = ~jnp.all(jnp.isfinite(x))
-    if is_concrete(x):
+    if is_concrete(bad):
         if bool(bad):
             what = "NaN" if bool(jnp.any(jnp.isnan(x))) else "an infinite value"
             raise ValueError(f"Argument `{name}` must be finite, but it contains {what}.")
@@ -144,7 +144,7 @@ def check_hermitian(x, name: str = "H", rtol: float = 1e-10, atol: float = 1e-12
     dev = jnp.max(jnp.abs(x - jnp.conj(jnp.swapaxes(x, -1, -2))), initial=0.0)
     scale = jnp.max(jnp.abs(x), initial=0.0)
     bad = dev > atol + rtol * scale
-    if is_concrete(x):
+    if is_concrete(bad, dev):
         if bool(bad):
             raise ValueError(
                 f"Argument `{name}` must be Hermitian: max|{name} - {name}^dagger| = {float(dev):.3e} "
@@ -170,7 +170,7 @@ def check_positive(value, name: str, *, allow_zero: bool = False):
         raise ValueError(f"Argument `{name}` must be real, got {value!r}.")
     bound = ">= 0" if allow_zero else "> 0"
     bad = ~jnp.isfinite(x) | (x < 0) | ((x == 0) & (not allow_zero))
-    if is_concrete(x):
+    if is_concrete(bad):
         if bool(bad):
             raise ValueError(f"Argument `{name}` must be finite and {bound}, got {value!r}.")
         return value
@@ -262,7 +262,7 @@ def check_state(
     else:
         norm = jnp.real(jnp.trace(x, axis1=-2, axis2=-1))
     what = "<psi|psi>" if is_ket else "Tr rho"
-    if is_concrete(x):
+    if is_concrete(x, norm):
         host = np.asarray(x)
         nrm = np.asarray(norm)
         if np.any(nrm <= 0):
