@@ -592,7 +592,7 @@ class OQTModel(AbstractGenerator):
         d = self.dim
         nb = rho0.ndim - 2
         c = jnp.trace(rho0, axis1=-2, axis2=-1)[..., None, None, None]  # (*batch, 1, 1, 1)
-        chi_m = self.chi_matrix()
+        chi_m = self.chi_matrix().reshape((1,) * (nb + 1) + (d, d))  # explicit rank: no implicit promotion
         dev = rho0[..., None, :, :] - c * chi_m  # (*batch, 1, d, d)
         e = self.energies
         omega = (e[:, None] - e[None, :]).reshape((1,) * (nb + 1) + (d, d))
