@@ -464,6 +464,133 @@ def test_no_signalling(getkey):
     assert float(jnp.max(jnp.abs(rho_a[0] - rho_a[2]))) > 1e-2
 
 
+class _ModelOnA(tj.AbstractGenerator):
+    """An OQT model acting on subsystem A of A (x) B, with B evolving under its own H_B.
+
+    Basis: A's eigenbasis (x) B's basis. On each block rho[:, b, :, b'] the model's own
+    structured right-hand side acts (it is batched over leading axes), so nothing about
+    OQT is rebuilt here: L_AB = L_A (x) id - i[1 (x) H_B, .]."""
+
+    model: OQTModel
+    hb: jax.Array
+
+    @property
+    def dim(self):
+        return self.model.dim * self.hb.shape[0]
+
+    def rhs(self, t, rho):
+        da, db = self.model.dim, self.hb.shape[0]
+        blocks = rho.reshape(da, db, da, db).transpose(1, 3, 0, 2)  # (b, b', a, a')
+        out = self.model.rhs(t, blocks).transpose(2, 0, 3, 1).reshape(da * db, da * db)
+        hb = jnp.kron(jnp.eye(da), self.hb).astype(rho.dtype)
+        return out - 1j * (hb @ rho - rho @ hb)
+
+
+def test_no_signalling_through_the_model_itself(getkey):
+    """OQT on A only (the model's own generator and its own jump operators), H = H_A (x) 1 +
+    1 (x) H_B, an entangled initial state: rho_B(t) is the free evolution under H_B whatever
+    alpha_N, while rho_A(t) depends on it."""
+    da, db = 3, 2
+    ha = goe_matrix(getkey(), da)
+    hb = goe_matrix(getkey(), db) + 0.3 * jnp.array([[0.0, 1j], [-1j, 0.0]])
+    model_a = OQTModel.canonical(ha, _ket(getkey(), da), 1.0)  # chi_beta of a state of A: full rank
+    assert int(jnp.sum(model_a.chi > 1e-3)) == da
+    psi = _ket(getkey(), da * db)  # A-eigenbasis (x) B: generically entangled
+    rho0 = ket_to_dm(psi)
+    ts = jnp.array([0.0, 0.5, 1.5, 4.0])
+    u_b = jax.vmap(lambda t: jax.scipy.linalg.expm(-1j * hb * t))(ts)
+    rho_b0 = partial_trace(rho0, (da, db), (1,))
+    rho_b_free = jnp.einsum("tab,bc,tdc->tad", u_b, rho_b0, u_b.conj())
+    h_ab = jnp.kron(model_a.hamiltonian_eig(), jnp.eye(db)) + jnp.kron(jnp.eye(da), hb)
+    rho_a = []
+    for gamma in (0.0, 0.7, 5.0):
+        m = eqx.tree_at(lambda q: q.alpha_N, model_a, jnp.asarray(gamma))
+        rho_t = tj.mesolve(_ModelOnA(m, hb), [], rho0, ts, method=tj.Expm()).states
+        np.testing.assert_allclose(partial_trace(rho_t, (da, db), (1,)), rho_b_free, atol=1e-10, rtol=0)
+        # the same dynamics from the model's own jump operators, lifted to A (x) B
+        ops = jax.vmap(lambda op: jnp.kron(op, jnp.eye(db)))(m.jump_ops())
+        via_ops = tj.mesolve(h_ab, ops, rho0, ts, method=tj.Expm()).states
+        np.testing.assert_allclose(via_ops, rho_t, atol=1e-10, rtol=0)
+        rho_a.append(partial_trace(rho_t, (da, db), (0,)))
+    # not vacuous: A's state does depend on the rate
+    assert float(jnp.max(jnp.abs(rho_a[0] - rho_a[2]))) > 1e-2
+    # and for a product state, A alone follows the model's closed form
+    ra = ket_to_dm(_ket(getkey(), da))
+    prod = jnp.kron(ra, rho_b0)
+    rho_t = tj.mesolve(_ModelOnA(model_a, hb), [], prod, ts, method=tj.Expm()).states
+    np.testing.assert_allclose(partial_trace(rho_t, (da, db), (0,)), model_a.evolve(ra, ts).states, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------
+# entropy and the constant offset of H
+# ----------------------------------------------------------------------------------
+
+
+def _binary_entropy(p):
+    p = np.asarray(p)
+    return -(p * np.log(p) + (1 - p) * np.log1p(-p))
+
+
+def test_entropy_decreases_for_a_pure_chi():
+    """The paper's claim dS/dt > 0 is false: E = (0, 1), rho0 = diag(0.9, 0.1) and the pure
+    chi = |0><0| (|W| = 1) drive the von Neumann entropy from h(0.1) to 0, with
+    p_1(t) = 0.1 e^{-gamma t}. What holds: D_chi and the trace distance to chi decrease
+    monotonically. Both the closed form and the model's generator (mesolve, Expm) show it;
+    a mixed chi = 1/2 (|W| = 2) instead raises S towards ln 2."""
+    gamma = 0.8
+    model = OQTModel(jnp.diag(jnp.array([0.0, 1.0])), jnp.array([1.0, 0.0]), gamma)
+    rho0 = jnp.diag(jnp.array([0.9, 0.1])).astype(complex)
+    ts = jnp.linspace(0.0, 6.0, 25)
+    p1 = 0.1 * np.exp(-gamma * np.asarray(ts))
+    for rhos in (model.evolve(rho0, ts).states, tj.mesolve(model, [], rho0, ts, method=tj.Expm()).states):
+        diag = diagnostics(model, rhos)
+        s = np.asarray(diag.entropy)
+        np.testing.assert_allclose(s, _binary_entropy(p1), rtol=1e-8)
+        assert s[0] == pytest.approx(0.3250829733914482, rel=1e-10)  # h(0.1) > 0
+        assert np.all(np.diff(s) < 0)  # strictly decreasing ...
+        assert s[-1] < 0.01  # ... towards the pure chi's 0
+        assert np.all(np.diff(np.asarray(diag.d_chi)) < 0)
+        assert np.all(np.diff(np.asarray(diag.trace_distance)) < 0)
+        np.testing.assert_allclose(diag.trace_distance, p1, rtol=1e-8)
+        np.testing.assert_allclose(diag.d_chi, 2 * p1**2, rtol=1e-8)
+    # contrast: a mixed chi (both levels) and the same rho0: S rises towards ln 2
+    mixed = OQTModel(jnp.diag(jnp.array([0.0, 1.0])), jnp.array([0.5, 0.5]), gamma)
+    s_mixed = np.asarray(diagnostics(mixed, mixed.evolve(rho0, ts).states).entropy)
+    assert np.all(np.diff(s_mixed) > 0) and abs(s_mixed[-1] - np.log(2)) < 1e-4
+
+
+def test_chi_unchanged_when_a_constant_is_added_to_h(getkey):
+    """H -> H + c 1 changes no steady state: the degeneracy tolerance scales with the
+    spectrum's spread, not with max|E| (at c = 1e6 a max|E| scaling would be 1e-3 and merge
+    the levels 0.3 and 0.3 + 1e-5 below)."""
+    u = _unitary(getkey(), 6)
+    energies = jnp.array([-1.0, -0.2, 0.3, 0.3 + 1e-5, 0.9, 1.4])
+    h = u @ jnp.diag(energies).astype(complex) @ u.conj().T
+    es = eigh(h)
+    states = {
+        "eigenstate": es.vectors[:, 2],  # its own level only, not its neighbour 1e-5 above
+        "pair": (es.vectors[:, 2] + es.vectors[:, 3]) / math.sqrt(2),
+        "generic": _ket(getkey(), 6),
+        "mixed": _rho(getkey(), 6, rank=3),
+    }
+    expected_window = {"eigenstate": [0, 0, 1, 0, 0, 0], "pair": [0, 0, 1, 1, 0, 0]}
+    for name, state in states.items():
+        ref = OQTModel.microcanonical(h, state, 0.5)
+        ref_can = OQTModel.canonical(h, state, 0.5)
+        if name in expected_window:
+            assert ref.steady.window.astype(int).tolist() == expected_window[name]
+        for shift in (1e6, -1e6, 3.7):
+            h_c = h + shift * jnp.eye(6)
+            m = OQTModel.microcanonical(h_c, state, 0.5)
+            assert m.steady.window.tolist() == ref.steady.window.tolist(), (name, shift)
+            np.testing.assert_allclose(m.chi, ref.chi, atol=1e-12)
+            np.testing.assert_allclose(m.energy_mismatch, ref.energy_mismatch, atol=1e-8)
+            np.testing.assert_allclose(m.steady.energy, ref.steady.energy + shift, rtol=1e-14, atol=1e-8)
+            c = OQTModel.canonical(h_c, state, 0.5)
+            np.testing.assert_allclose(c.chi, ref_can.chi, atol=1e-7)
+            np.testing.assert_allclose(c.steady.beta, ref_can.steady.beta, rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------------
 # stochastic Schrödinger equation
 # ----------------------------------------------------------------------------------
