@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from thermojax.options import DiffraxSDE, EulerMaruyama, Options
+from thermojax.sweep import canonical_key
 from thermojax.trajectories import (
     AbstractSDE,
     ensemble_mean,
@@ -368,6 +369,76 @@ def test_same_key_same_result_whatever_the_chunk_size(method, getkey):
     # A different key gives different numbers.
     other = _run(sde, jnp.ones(3, jnp.complex128), ts, getkey(), **kw)
     assert not np.allclose(other.ensemble.mean["z"][-1], results[0].ensemble.mean["z"][-1])
+
+
+# Every accepted key type. `rbg`/`unsafe_rbg` keys draw one stream for a whole vmapped
+# batch, so simulate_trajectories maps them to a threefry key first (sweep.canonical_key);
+# raw uint32 keys are wrapped as threefry keys (PRNGKey(7) is key_data(key(7))).
+KEY_TYPES = {
+    "threefry": lambda: jax.random.key(7),
+    "philox": lambda: jax.random.key(7, impl="philox4x32"),
+    "PRNGKey": lambda: jax.random.PRNGKey(7),
+    "raw_uint32": lambda: jnp.array([0, 7], jnp.uint32),
+    "rbg": lambda: jax.random.key(7, impl="rbg"),
+    "unsafe_rbg": lambda: jax.random.key(7, impl="unsafe_rbg"),
+}
+
+
+_KEY_OBS = {"z": lambda t, y: y, "p": lambda t, y: jnp.sum(jnp.abs(y) ** 2)}
+
+
+@pytest.mark.parametrize("name", list(KEY_TYPES))
+def test_every_key_type_gives_the_same_numbers_whatever_the_chunk_size(name):
+    """Same trajectories (bitwise) and statistics (rtol 1e-12) for chunk sizes 1, 4 (padded
+    last chunk) and all, with every accepted key type; ensemble_mean and solve_trajectory
+    use the same per-trajectory keys."""
+    key = KEY_TYPES[name]()
+    sde = ComplexOU(jnp.array(0.5), jnp.array(2.0), jnp.array(0.7), 2)
+    z0, ts, n_traj, dt = jnp.ones(2, jnp.complex128), [0.0, 0.25, 0.5], 10, 0.05
+    obs = _KEY_OBS  # module level: one compilation serves every key type with a threefry key
+    runs = [
+        _run(sde, z0, ts, key, n_traj=n_traj, dt=dt, chunk_size=c, store_trajectories=True,
+             accumulate_outer=True, observables=obs)
+        for c in (1, 4, n_traj)
+    ]
+    ref = runs[0].ensemble
+    paths = np.asarray(ref.trajectories)
+    assert paths.shape == (n_traj, 3, 2) and np.all(np.isfinite(paths))
+    assert not np.allclose(paths[0], paths[1])  # distinct keys per trajectory
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r.ensemble.trajectories, paths)
+        for stat in ("mean", "var"):
+            for k in obs:
+                np.testing.assert_allclose(getattr(r.ensemble, stat)[k], getattr(ref, stat)[k], rtol=1e-12, atol=0)
+        np.testing.assert_allclose(r.states, runs[0].states, rtol=1e-12, atol=1e-15)
+    # the statistics are those of the stored paths
+    np.testing.assert_allclose(ref.mean["z"], paths.mean(0), rtol=1e-12)
+    # trajectory i is solve_trajectory with fold_in(canonical key, i)
+    ys, _ = solve_trajectory(sde, z0, ts, jax.random.fold_in(canonical_key(key), 3), method=EulerMaruyama(dt))
+    np.testing.assert_array_equal(ys, paths[3])
+    # ensemble_mean: the same mean for a padded and a single chunk
+    means = [
+        ensemble_mean(sde, z0, ts, key, obs["p"], ntraj=n_traj, method=EulerMaruyama(dt),
+                      options=Options(chunk_size=c))
+        for c in (3, n_traj)
+    ]
+    for m in means:
+        np.testing.assert_allclose(m, ref.mean["p"], rtol=1e-12)
+
+
+def test_key_types_that_share_key_data_share_trajectories():
+    """PRNGKey(7), the raw uint32 pair and key(7) are one threefry key: one set of paths;
+    an rbg key gives the paths of its canonical threefry key, and differs from key(7)."""
+    sde = GBM(jnp.array(1.0), jnp.array(0.5), 2)
+    kw = dict(n_traj=6, dt=0.1, store_trajectories=True)
+    paths = {n: np.asarray(_run(sde, jnp.ones(2), [0.0, 0.5], f(), **kw).ensemble.trajectories)
+             for n, f in KEY_TYPES.items()}
+    np.testing.assert_array_equal(paths["PRNGKey"], paths["threefry"])
+    np.testing.assert_array_equal(paths["raw_uint32"], paths["threefry"])
+    canon = _run(sde, jnp.ones(2), [0.0, 0.5], canonical_key(KEY_TYPES["rbg"]()), **kw).ensemble.trajectories
+    np.testing.assert_array_equal(paths["rbg"], canon)
+    assert not np.allclose(paths["rbg"], paths["threefry"])
+    assert not np.allclose(paths["philox"], paths["threefry"])
 
 
 def test_chunking_with_matvec_model_agrees_to_rounding(getkey):
