@@ -21,6 +21,7 @@ SMALL_CHAIN = ["model.n_levels=40", "model.coupling=6.25e-4", "fit.n_states=3", 
                "progress=false"]
 
 
+@pytest.mark.slow  # ~30 s of CPU; the physics it checks is covered by test_oqt_model/_trajectories/_fits
 def test_oqt_relaxation_end_to_end(tmp_path):
     path, result = cli.run("oqt_relaxation", str(tmp_path / "relax"), SMALL_RELAXATION)
     s = result.summary
