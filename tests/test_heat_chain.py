@@ -130,7 +130,7 @@ def test_conductivity_is_kappa_times_c_and_eq47_reduces_to_eq51():
     np.testing.assert_allclose(kth, kappa * heat_capacity(temps, n_lev), rtol=1e-14)
     k47 = jnp.array([multiband_conductivity(t, *single_band_multiband_data(t, n_lev, kappa)) for t in temps])
     np.testing.assert_allclose(k47, kth, rtol=1e-12)
-    # paper Fig. 8 numbers (PHYSICS.md): peak ~1.67e-3 at k_B T ~ 0.147
+    # paper Fig. 8 numbers: peak ~1.67e-3 at k_B T ~ 0.147
     tt = jnp.linspace(0.1, 0.2, 20001)
     k = thermal_conductivity(tt, kappa, n_lev)
     assert abs(float(k.max()) - 1.67e-3) < 0.01e-3

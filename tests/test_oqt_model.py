@@ -838,7 +838,7 @@ def test_diagnostics(setup):
 
 
 def test_heat_chain_hamiltonian_input(getkey):
-    """Any dense Hermitian H works, e.g. the heat chain's (PHYSICS.md §2). With zero
+    """Any dense Hermitian H works, e.g. the heat chain's (docs/models/heat_chain.md). With zero
     coupling the two subunits' bands are exactly degenerate pairs: whole levels enter."""
     from thermojax.models.heat_chain import HeatChain
 

@@ -258,7 +258,7 @@ def test_complex_ou_mean_and_variance(method, getkey):
     assert_within_stderr(res.ensemble.mean["z"][1:].imag, mean[1:].imag, se)
     # Complex Gaussian: |z - mean|^2 ~ var * Exp(1), so se(var) = var / sqrt(n).
     assert_within_stderr(res.ensemble.var["z"][1:], var[1:], var[1:] / np.sqrt(n_traj))
-    # mean_outer = E[z z^H]: its diagonal is E|z|^2 = |E z|^2 + var (biased estimator).
+    # Result.states = E[z z^H]: its diagonal is E|z|^2 = |E z|^2 + var (biased estimator).
     diag = np.diagonal(np.asarray(res.states), axis1=1, axis2=2).real
     np.testing.assert_allclose(
         diag,
