@@ -351,7 +351,7 @@ def numpy_em(energies, chi, gamma, psi0, n_traj, n_steps, dt, rng, return_kets=F
 
     psi_{n+1} = psi + f(psi) dt + sqrt(a) X - psi <sqrt(a) psi, X>/n,
     X_mu = sum_nu dW^{mu nu} psi_nu, f = -i E psi + (a - gamma/2 - A/(2n)) psi,
-    a = gamma chi, A = sum a |psi|^2, n = |psi|^2 (PHYSICS.md section 1).
+    a = gamma chi, A = sum a |psi|^2, n = |psi|^2 (docs/models/oqt.md).
     """
     e = np.asarray(energies)
     a = gamma * np.asarray(chi)
