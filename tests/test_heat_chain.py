@@ -273,15 +273,16 @@ def _d2_exponent(n_values, n_subunits, realisations, n_times):
 @pytest.mark.parametrize(
     "n_values, realisations, n_times, max_stderr",
     [
-        ((20, 40, 80, 160), 4, 101, 0.1),
+        ((20, 40, 80), 6, 101, 0.15),
         pytest.param((25, 50, 100, 200, 400), 8, 201, 0.06, marks=pytest.mark.slow),
     ],
     ids=["fast", "slow"],
 )
 def test_d2_scales_as_inverse_band_size(n_values, realisations, n_times, max_stderr):
     """Paper Fig. 5: the deviation of the exact P_1(t) from HAM falls as D² ∝ 1/n. Asserted:
-    the fitted exponent b is -1 within 3 of its standard errors (N = 2; measured with
-    n = 20..160, R = 4: b = -1.12 +- 0.06; n = 25..400, R = 6: b = -1.10 +- 0.05)."""
+    the fitted exponent b is -1 within 3 of its standard errors (N = 2; measured: fast,
+    n = 20, 40, 80 with R = 6, b = -1.10 +- 0.13; n = 20..160, R = 4, b = -1.12 +- 0.06;
+    n = 25..400, R = 6, b = -1.10 +- 0.05)."""
     b, err, d2 = _d2_exponent(n_values, 2, realisations, n_times)
     assert np.all(d2 > 0)
     assert err < max_stderr, (b, err)  # resolved well enough to tell 1/n from 1/sqrt(n) or n^0

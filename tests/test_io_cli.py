@@ -73,6 +73,7 @@ def test_unknown_experiment_and_missing_file(tmp_path):
     assert cli.main(["run", "does_not_exist"]) == 2
 
 
+@pytest.mark.slow  # ~25 s of CPU; the physics is asserted by tests/test_heat_chain.py
 def test_small_relaxation_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "fig2"
     sets = [a for o in SMALL for a in ("--set", o)]

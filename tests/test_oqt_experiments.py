@@ -48,6 +48,7 @@ def test_oqt_relaxation_end_to_end(tmp_path):
     assert s["n_diverged_main"] == 0
 
 
+@pytest.mark.slow  # ~13 s of CPU
 def test_oqt_chain_end_to_end(tmp_path):
     path, result = cli.run("oqt_chain", str(tmp_path / "chain"), SMALL_CHAIN)
     s = result.summary

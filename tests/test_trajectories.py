@@ -414,8 +414,9 @@ def test_every_key_type_gives_the_same_numbers_whatever_the_chunk_size(name):
     # the statistics are those of the stored paths
     np.testing.assert_allclose(ref.mean["z"], paths.mean(0), rtol=1e-12)
     # trajectory i is solve_trajectory with fold_in(canonical key, i)
-    ys, _ = solve_trajectory(sde, z0, ts, jax.random.fold_in(canonical_key(key), 3), method=EulerMaruyama(dt))
-    np.testing.assert_array_equal(ys, paths[3])
+    if name in ("threefry", "philox", "rbg"):  # (each call compiles: not for every key type)
+        ys, _ = solve_trajectory(sde, z0, ts, jax.random.fold_in(canonical_key(key), 3), method=EulerMaruyama(dt))
+        np.testing.assert_array_equal(ys, paths[3])
     # ensemble_mean (its own chunk loop, padded last chunk here) gives the same mean
     m = ensemble_mean(sde, z0, ts, key, obs["p"], ntraj=n_traj, method=EulerMaruyama(dt), options=Options(chunk_size=3))
     np.testing.assert_allclose(m, ref.mean["p"], rtol=1e-12)
