@@ -23,7 +23,7 @@ def test_recovers_constants_from_noisy_data_with_calibrated_errors():
     fits = []
     for _ in range(40):
         y = _model(true) + sigma * rng.normal(size=T.shape)
-        fits.append(fit_least_squares(_res, {"A": 1.0, "k": 0.2}, args=(jnp.asarray(y),)))
+        fits.append(fit_least_squares(_res, {"A": 1.0, "k": 0.2}, args=(jnp.asarray(y),), positive=True))
     assert all(f.converged for f in fits)
     k = np.array([float(f.values["k"]) for f in fits])
     err = np.array([float(f.stderr["k"]) for f in fits])
@@ -36,9 +36,10 @@ def test_recovers_constants_from_noisy_data_with_calibrated_errors():
     np.testing.assert_allclose(err.mean(), np.sqrt(cov[1, 1]), rtol=0.1)
 
 
-def test_noise_free_data_recovered_exactly_and_history_decreases():
+@pytest.mark.parametrize("positive", [True, ()], ids=["log-space", "signed (default)"])
+def test_noise_free_data_recovered_exactly_and_history_decreases(positive):
     y = _model({"A": 2.0, "k": 0.7})
-    f = fit_least_squares(_res, {"A": 1.0, "k": 0.35}, args=(y,))
+    f = fit_least_squares(_res, {"A": 1.0, "k": 0.35}, args=(y,), positive=positive)
     np.testing.assert_allclose(f.values["k"], 0.7, rtol=1e-7)
     np.testing.assert_allclose(f.values["A"], 2.0, rtol=1e-7)
     assert f.loss_history[-1] < 1e-10 * f.loss_history[0]
@@ -51,6 +52,10 @@ def test_unconstrained_parameter_may_go_negative():
     res = lambda p, y: p["a"] * T + p["b"] - y
     f = fit_least_squares(res, {"a": 1.0, "b": 0.0}, args=(y,), positive=False)
     np.testing.assert_allclose(f.values["a"], -3.0, rtol=1e-8)
+    # the default constrains nothing: a signed constant crosses zero, even from a negative start
+    f = fit_least_squares(res, {"a": 1.0, "b": -0.5}, args=(y,))
+    np.testing.assert_allclose(f.values["a"], -3.0, rtol=1e-8)
+    np.testing.assert_allclose(f.values["b"], 1.0, rtol=1e-8)
 
 
 def test_no_degrees_of_freedom_gives_nan_error_not_zero():
@@ -66,8 +71,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="at least one"):
         fit_least_squares(_res, {}, args=(y,))
     with pytest.raises(ValueError, match="must start > 0"):
-        fit_least_squares(_res, {"A": 1.0, "k": -0.1}, args=(y,))
+        fit_least_squares(_res, {"A": 1.0, "k": -0.1}, args=(y,), positive=True)
+    with pytest.raises(ValueError, match="must start > 0"):
+        fit_least_squares(_res, {"A": 1.0, "k": -0.1}, args=(y,), positive=["k"])
     with pytest.raises(ValueError, match="not in `init`"):
         fit_least_squares(_res, {"A": 1.0, "k": 0.1}, args=(y,), positive=["q"])
     with pytest.raises(ValueError, match="not finite"):
         fit_least_squares(_res, {"A": 1.0, "k": 0.1}, args=(y * jnp.nan,))
+    with pytest.raises(TypeError, match="complex"):
+        fit_least_squares(lambda p, y: _res(p, y) * (1 + 1j), {"A": 1.0, "k": 0.1}, args=(y,))

@@ -45,6 +45,7 @@ def test_fig4_sharded_over_two_devices_agrees(fig4_reference):
     np.testing.assert_allclose(d2, fig4_reference.arrays["D2"], rtol=1e-10)
 
 
+@pytest.mark.slow  # ~15 s of CPU; D² ~ 1/n itself: tests/test_heat_chain.py::test_d2_scales_as_inverse_band_size
 def test_fig5_scaling_path(tmp_path):
     overrides = ["model.n_levels=40", "model.coupling=6.25e-4", "n_values=[20, 30, 40]",
                  "n_subunits_values=[2, 3]", "realisations=2", "realisations_vs_N=1",

@@ -73,6 +73,7 @@ def test_unknown_experiment_and_missing_file(tmp_path):
     assert cli.main(["run", "does_not_exist"]) == 2
 
 
+@pytest.mark.slow  # ~25 s of CPU; the physics is asserted by tests/test_heat_chain.py
 def test_small_relaxation_run_end_to_end(tmp_path, capsys):
     out = tmp_path / "fig2"
     sets = [a for o in SMALL for a in ("--set", o)]
@@ -99,7 +100,7 @@ def test_conductivity_run(tmp_path):
 
 def test_registry_finds_all_experiments_after_a_direct_module_import():
     code = (
-        "import thermojax.experiments.sui; from thermojax.experiments import registry;"
+        "import thermojax.experiments.oqt.born_rule; from thermojax.experiments import registry;"
         "print(sorted(registry()))"
     )
     import subprocess

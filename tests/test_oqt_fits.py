@@ -1,6 +1,7 @@
 """alpha_N fits from SSE trajectory ensembles and gradients through trajectory batches.
 
-Seed ``001_72cbdd6588fdbaef.txt`` (Mukherjee, arXiv:2504.16197), eqs. 5-6; PHYSICS.md §1, §6.
+A. Mukherjee, arXiv:2504.16197, eqs. 5-6 (`thermojax.experiments.oqt.common`;
+docs/models/oqt.md).
 """
 
 import math
@@ -11,16 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from thermojax.experiments.oqt import (
-    InteractionPictureSSE,
-    batch_means,
-    fit_alpha_n,
-    population_closed_form,
-    run_ensemble_batches,
-)
+import thermojax as tj
+from thermojax.experiments.oqt.common import fit_alpha_n, pooled_variance
 from thermojax.models.heat_chain import random_band_state
-from thermojax.models.oqt import OQTModel
+from thermojax.models.oqt import InteractionPictureSSE, OQTModel, population_closed_form
 from thermojax.spectra import goe_matrix, ket_to_dm
+from thermojax.stats import batch_means
 from thermojax.trajectories import ensemble_mean, simulate_trajectories
 
 D, GAMMA, DT = 8, 1.0, 0.01
@@ -41,23 +38,44 @@ def _fit_ops(model):
     return np.stack([(~np.asarray(model.steady.window)).astype(float), e, e**2])
 
 
+def _obs(ops):
+    """Diagonal observables: populations (the same in both pictures) times `ops`."""
+    ops = jnp.asarray(ops)
+    return {"obs": lambda t, y: ops @ (jnp.abs(y) ** 2)}
+
+
+def _ensemble(sde, psi0, ts, key, m, ops, n_batches=N_BATCHES, chunk_size=500, **options):
+    res = simulate_trajectories(
+        sde, psi0, ts, key, ntraj=m, method=tj.EulerMaruyama(DT), observables=_obs(ops), n_batches=n_batches,
+        options=tj.Options(chunk_size=chunk_size, **options),
+    )
+    return res.ensemble
+
+
+class _Fits(dict):
+    """alpha_N fits by ensemble size, each computed on first use (independent ensembles,
+    keys fold_in(key(11), index of M in M_VALUES))."""
+
+    def __missing__(self, m):
+        model, psi0 = _setup()
+        ops = _fit_ops(model)
+        sde = InteractionPictureSSE(model.sse())
+        key = jax.random.fold_in(jax.random.key(11), M_VALUES.index(m))
+        self[m] = fit_alpha_n(model, ket_to_dm(psi0), _ensemble(sde, psi0, TS, key, m, ops), TS, ops,
+                              init=0.5 * GAMMA)
+        return self[m]
+
+
 @pytest.fixture(scope="module")
 def fits():
-    model, psi0 = _setup()
-    ops = _fit_ops(model)
-    sde = InteractionPictureSSE(model.sse())
-    lin = jnp.zeros((len(TS), D, D), complex)
-    out = {}
-    for j, m in enumerate(M_VALUES):
-        ens = run_ensemble_batches(
-            sde, psi0, TS, jax.random.fold_in(jax.random.key(11), j), n_traj=m, dt=DT,
-            obs_ops=ops, lin_ops=lin, picture="interaction", chunk_size=500,
-        )
-        out[m] = fit_alpha_n(model, ket_to_dm(psi0), ens, ops, n_batches=N_BATCHES, init=0.5 * GAMMA)
-    return out
+    return _Fits()
 
 
-@pytest.mark.parametrize("m", M_VALUES)
+# M = 8000 is 3/4 of the trajectories: its checks run with -m slow
+M_PARAMS = [500, 2000, pytest.param(8000, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("m", M_PARAMS)
 def test_alpha_n_recovered_within_three_stderr(fits, m):
     f = fits[m]
     assert f["converged"] and f["n_valid"] == m
@@ -66,6 +84,13 @@ def test_alpha_n_recovered_within_three_stderr(fits, m):
     assert f["stderr_curvature"] < 0.5 * f["stderr"]
 
 
+def test_alpha_n_stderr_shrinks_as_inverse_sqrt_m_fast(fits):
+    """500 -> 2000 trajectories: the batch-means error halves (as the full test below)."""
+    a, b = fits[500]["stderr"], fits[2000]["stderr"]
+    assert abs(a / b / 2.0 - 1.0) < 0.3, (a, b)
+
+
+@pytest.mark.slow
 def test_alpha_n_stderr_shrinks_as_inverse_sqrt_m(fits):
     errs = [fits[m]["stderr"] for m in M_VALUES]
     for a, b in zip(errs[:-1], errs[1:]):
@@ -89,21 +114,26 @@ def test_interaction_picture_is_the_same_sse():
     )
 
 
-def test_ensemble_batches_match_simulate_trajectories():
-    """Same key, same trajectories: rho and observables agree with the library runner."""
+def test_streamed_batch_means_match_the_stored_trajectories():
+    """`simulate_trajectories(n_batches=...)` (what the fit uses, replacing the experiment's
+    own batch runner) against `stats.batch_means` of the stored trajectories (same key, so
+    the same paths): batch means, counts, pooled variance; whatever the chunk size."""
     model, psi0 = _setup(d=4)
     ts = np.array([0.0, 0.2, 0.4])
     ops = _fit_ops(model)
-    ens = run_ensemble_batches(
-        model.sse(), psi0, ts, jax.random.key(4), n_traj=12, dt=0.02, obs_ops=ops,
-        lin_ops=jnp.zeros((3, 4, 4), complex), picture="schrodinger", chunk_size=5,
-    )
-    ref = simulate_trajectories(
-        model.sse(), psi0, ts, jax.random.key(4), n_traj=12, dt=0.02, accumulate_outer=True,
-        observables={"obs": lambda t, y: jnp.abs(y) ** 2 @ jnp.asarray(ops).T}, progress=False,
-    )
-    np.testing.assert_allclose(ens.rho, ref.mean_outer, atol=1e-12)
-    np.testing.assert_allclose(ens.obs.mean(0), ref.mean["obs"], atol=1e-12)
+    sde = model.sse()
+    ens = _ensemble(sde, psi0, ts, jax.random.key(4), 12, ops, n_batches=3, chunk_size=5, store_trajectories=True)
+    per_traj = np.einsum("kd,ntd->ntk", ops, np.abs(np.asarray(ens.trajectories)) ** 2)  # (M, T, K)
+    means_b, counts, mean, pooled = batch_means(per_traj, ~np.asarray(ens.diverged), 3)
+    np.testing.assert_allclose(ens.batch_mean["obs"], means_b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(ens.batch_n, counts)
+    np.testing.assert_allclose(ens.mean["obs"], mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(pooled_variance(ens, "obs"), pooled, rtol=1e-8, atol=1e-14)
+    other = _ensemble(sde, psi0, ts, jax.random.key(4), 12, ops, n_batches=3, chunk_size=12)
+    np.testing.assert_allclose(other.batch_mean["obs"], ens.batch_mean["obs"], rtol=1e-12, atol=1e-14)
+    # a different key gives different batches: the comparison is not vacuous
+    third = _ensemble(sde, psi0, ts, jax.random.key(5), 12, ops, n_batches=3)
+    assert np.max(np.abs(np.asarray(third.batch_mean["obs"]) - means_b)) > 1e-3
 
 
 def test_batch_means_helper():
@@ -135,7 +165,7 @@ def test_gradient_through_trajectories_matches_master_equation():
     def grad_batch(alpha, key):
         def f(a):
             sde = eqx.tree_at(lambda s: s.alpha_N, model.sse(), a)
-            return ensemble_mean(sde, psi0, ts, key, observable, n_traj=128, dt=0.01)[-1]
+            return ensemble_mean(sde, psi0, ts, key, observable, ntraj=128, method=tj.EulerMaruyama(0.01))[-1]
 
         return jax.grad(f)(alpha)
 

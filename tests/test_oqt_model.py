@@ -1,4 +1,4 @@
-"""OQT / SUI model (seed 001_72cbdd6588fdbaef.txt, arXiv:2504.16197) against exact facts."""
+"""OQT / SUI model (A. Mukherjee, arXiv:2504.16197; docs/models/oqt.md) against exact facts."""
 
 import math
 
@@ -12,7 +12,8 @@ import scipy.linalg
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
-from thermojax.evolve import solve_ode
+import thermojax as tj
+from thermojax.lindblad import lindblad_rhs, liouvillian
 from thermojax.models.oqt import (
     OQTSSE,
     OQTModel,
@@ -20,14 +21,12 @@ from thermojax.models.oqt import (
     d_chi,
     diagnostics,
     given_steady_state,
-    gksl_liouvillian,
-    gksl_rhs,
     ket_diagnostics,
     microcanonical_steady_state,
-    microcanonical_window,
     oqt_jump_ops,
 )
 from thermojax.spectra import eigh, goe_matrix, ket_to_dm, partial_trace
+from thermojax.thermal import microcanonical_window
 from thermojax.trajectories import AbstractSDE, simulate_trajectories
 
 # ----------------------------------------------------------------------------------
@@ -85,19 +84,20 @@ def _noise_basis(sde):
     )
 
 
-@eqx.filter_jit
+TIGHT = tj.ODE(dfx.Tsit5(), dfx.PIDController(rtol=1e-12, atol=1e-14))
+
+
 def _diffrax(model, rho0, ts):
-    """Tight-tolerance diffrax solve of the structured right-hand side (compiled once per
-    model structure). The model is closed over, not passed as ``args``: diffrax warns
-    about complex leaves in ``args`` (the SUI projectors)."""
-    res = solve_ode(
-        lambda t, y, args: model.rhs(t, y),
-        rho0,
-        ts,
-        solver=dfx.Tsit5(),
-        stepsize_controller=dfx.PIDController(rtol=1e-12, atol=1e-14),
-    )
-    return res.ys
+    """Tight-tolerance diffrax solve of the model's structured right-hand side, through
+    ``thermojax.mesolve`` with the model as a generator object (compiled once per model
+    structure: the rates are array fields)."""
+    return tj.mesolve(model, [], rho0, ts, method=TIGHT).states
+
+
+def _dense(model, rho0, ts):
+    """Exact dense-Liouvillian exponential (``mesolve`` with ``Expm``), the replacement of
+    the old ``OQTModel.evolve_dense``."""
+    return tj.mesolve(model, [], rho0, ts, method=tj.Expm()).states
 
 
 # ----------------------------------------------------------------------------------
@@ -112,18 +112,18 @@ def test_structured_rhs_equals_generic_gksl(getkey):
         h, _ket(getkey(), d), 1.3, Gamma=0.4, projectors=_projectors(getkey(), d, (5, 8, 3))
     )
     rho = _rho(getkey(), d, rank=3)
-    rho_eig = model.eigensystem.to_eigenbasis(rho)
+    rho_eig = model.eigensystem.op_to_eigenbasis(rho)
     fast = model.rhs(0.0, rho_eig)
-    generic = gksl_rhs(rho_eig, model.hamiltonian_eig(), model.jump_ops())
+    generic = lindblad_rhs(rho_eig, model.hamiltonian_eig(), model.jump_ops())
     np.testing.assert_allclose(fast, generic, atol=1e-12)
     # dense superoperator, row-major vec
     lv = model.liouvillian() @ rho_eig.reshape(-1)
     np.testing.assert_allclose(lv.reshape(d, d), fast, atol=1e-12)
     # basis independence: generic GKSL in the original basis gives the same generator
     es = model.eigensystem
-    ops_orig = es.from_eigenbasis(model.jump_ops())
+    ops_orig = es.op_from_eigenbasis(model.jump_ops())
     np.testing.assert_allclose(
-        es.from_eigenbasis(fast), gksl_rhs(rho, h.astype(complex), ops_orig), atol=1e-11
+        es.op_from_eigenbasis(fast), lindblad_rhs(rho, h.astype(complex), ops_orig), atol=1e-11
     )
     # batch axes
     both = model.rhs(0.0, jnp.stack([rho_eig, 2 * rho_eig]))
@@ -134,15 +134,18 @@ def test_closed_form_and_dense_agree(setup):
     model, rho0 = setup
     gamma = float(model.alpha_N)
     ts = jnp.linspace(0.0, 4.0, 9)
-    closed = model.evolve(rho0, ts)
-    dense = model.evolve_dense(rho0, ts)
+    closed = model.evolve(rho0, ts).states
+    dense = _dense(model, rho0, ts)
     assert closed.shape == (9, 5, 5)
     np.testing.assert_allclose(dense, closed, atol=1e-9, rtol=0)
-    # batched over initial states: (T, *batch, d, d)
+    # batched over initial states: (*batch, T, d, d), batch first
     two = model.evolve(jnp.stack([rho0, model.chi_matrix()]), ts)
-    assert two.shape == (9, 2, 5, 5)
-    np.testing.assert_allclose(two[:, 0], closed, atol=1e-15)
-    np.testing.assert_allclose(two[:, 1], jnp.broadcast_to(model.chi_matrix(), (9, 5, 5)))
+    assert two.states.shape == (2, 9, 5, 5) and two.success.shape == (2,)
+    np.testing.assert_allclose(two.states[0], closed, atol=1e-15)
+    np.testing.assert_allclose(two.states[1], jnp.broadcast_to(model.chi_matrix(), (9, 5, 5)))
+    # mesolve batches the same way
+    both = tj.mesolve(model, [], jnp.stack([rho0, model.chi_matrix()]), ts, method=tj.Expm()).states
+    np.testing.assert_allclose(both, two.states, atol=1e-9, rtol=0)
     # D_chi(t) = D_chi(0) exp(-2 gamma t) (paper, after eq. 6)
     expected = d_chi(model, rho0) * jnp.exp(-2 * gamma * ts)
     np.testing.assert_allclose(d_chi(model, closed), expected, rtol=1e-12)
@@ -159,10 +162,10 @@ def test_diffrax_agrees_with_closed_form_and_dense(getkey):
         Gamma=1.5,
         projectors=_projectors(getkey(), d, (2, 3)),
     )
-    rho0 = model.eigensystem.to_eigenbasis(_rho(getkey(), d))
+    rho0 = model.eigensystem.op_to_eigenbasis(_rho(getkey(), d))
     ts = jnp.linspace(0.0, 3.0, 7)
     # with collapse: against the dense-Liouvillian exponential
-    dense = model.evolve_dense(rho0, ts)
+    dense = _dense(model, rho0, ts)
     np.testing.assert_allclose(_diffrax(model, rho0, ts), dense, atol=1e-9, rtol=0)
     np.testing.assert_allclose(jnp.trace(dense, axis1=-2, axis2=-1), 1.0, atol=1e-12)
     with pytest.raises(ValueError, match="SUI"):
@@ -171,12 +174,12 @@ def test_diffrax_agrees_with_closed_form_and_dense(getkey):
     plain = OQTModel(model.eigensystem, model.steady, model.alpha_N)
     off = eqx.tree_at(lambda m: m.Gamma, model, jnp.asarray(0.0))
     ys = _diffrax(off, rho0, ts)
-    closed = plain.evolve(rho0, ts)
+    closed = plain.evolve(rho0, ts).states
     np.testing.assert_allclose(ys, closed, atol=1e-9, rtol=0)
-    np.testing.assert_allclose(plain.evolve_dense(rho0, ts), closed, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(_dense(plain, rho0, ts), closed, atol=1e-9, rtol=0)
     expected = d_chi(plain, rho0) * jnp.exp(-2 * float(plain.alpha_N) * ts)
     np.testing.assert_allclose(d_chi(plain, ys), expected, rtol=1e-8)
-    # the trace distance to chi never increases (PHYSICS.md §1)
+    # the trace distance to chi never increases (docs/models/oqt.md)
     td = diagnostics(plain, ys).trace_distance
     assert np.all(np.diff(np.asarray(td)) <= 1e-12)
 
@@ -187,7 +190,7 @@ def test_energy_and_second_moment_relax(setup):
     gamma = model.alpha_N
 
     def moment(t, k):
-        rho = model.evolve(rho0, jnp.array([t]))[0]
+        rho = model.evolve(rho0, jnp.array([t])).states[0]
         return jnp.real(jnp.sum(jnp.diagonal(rho) * e**k))
 
     for t in [0.0, 0.3, 2.0]:
@@ -206,7 +209,7 @@ def test_gradient_wrt_alpha_n(setup):
     t = 0.8
 
     def loss(m):
-        return d_chi(m, m.evolve(rho0, jnp.array([t]))[0])
+        return d_chi(m, m.evolve(rho0, jnp.array([t])).states[0])
 
     grads = eqx.filter_grad(loss)(model)
     gamma = float(model.alpha_N)
@@ -220,7 +223,7 @@ def test_gradient_wrt_alpha_n(setup):
 
 
 def test_rate_gradients_through_rhs(sui_model, getkey):
-    rho = sui_model.eigensystem.to_eigenbasis(_rho(getkey(), 5))
+    rho = sui_model.eigensystem.op_to_eigenbasis(_rho(getkey(), 5))
     names = ["alpha_N", "Gamma"] if sui_model.sui else ["alpha_N"]
     for name in names:
 
@@ -376,27 +379,27 @@ def test_stationary_state_limits(getkey):
         m = OQTModel(jnp.zeros((d, d)), chi, gamma, Gamma=big_gamma, projectors=proj)
         es = m.eigensystem
         st = m.stationary_state()
-        rho = es.from_eigenbasis(st.rho)
-        chi_orig = es.from_eigenbasis(m.chi_matrix())
+        rho = es.op_from_eigenbasis(st.rho)
+        chi_orig = es.op_from_eigenbasis(m.chi_matrix())
         expected = (gamma * chi_orig + big_gamma * dephase(chi_orig)) / (gamma + big_gamma)
         assert float(st.residual) < 1e-12 and int(st.null_dim) == 1
         np.testing.assert_allclose(rho, expected, atol=1e-10)
         # unique: the projection of any rho0 gives the same state
-        st0 = m.stationary_state(es.to_eigenbasis(rho0))
-        np.testing.assert_allclose(es.from_eigenbasis(st0.rho), expected, atol=1e-8)
+        st0 = m.stationary_state(es.op_to_eigenbasis(rho0))
+        np.testing.assert_allclose(es.op_from_eigenbasis(st0.rho), expected, atol=1e-8)
         # ... which is NOT the Born state of rho0 (limits do not commute)
         assert float(jnp.max(jnp.abs(rho - born))) > 1e-2
 
     # gamma = 0 exactly: degenerate null space, the projection of rho0 is the Born state
     m = OQTModel(jnp.zeros((d, d)), chi, 0.0, Gamma=2.0, projectors=proj)
     es = m.eigensystem
-    st = m.stationary_state(es.to_eigenbasis(rho0))
+    st = m.stationary_state(es.op_to_eigenbasis(rho0))
     assert int(st.null_dim) == 4 + 4 + 1  # block-diagonal matrices: 2^2 + 2^2 + 1
     assert float(st.residual) < 1e-12
-    np.testing.assert_allclose(es.from_eigenbasis(st.rho), born, atol=1e-10)
+    np.testing.assert_allclose(es.op_from_eigenbasis(st.rho), born, atol=1e-10)
     # and agrees with long-time evolution
-    late = m.evolve_dense(es.to_eigenbasis(rho0), jnp.array([30.0]))[0]
-    np.testing.assert_allclose(es.from_eigenbasis(late), born, atol=1e-10)
+    late = _dense(m, es.op_to_eigenbasis(rho0), jnp.array([0.0, 30.0]))[-1]
+    np.testing.assert_allclose(es.op_from_eigenbasis(late), born, atol=1e-10)
 
 
 def test_stationary_state_general_hybrid(getkey):
@@ -409,7 +412,7 @@ def test_stationary_state_general_hybrid(getkey):
     assert float(st.residual) < 1e-12 and int(st.null_dim) == 1
     np.testing.assert_allclose(jnp.trace(st.rho), 1.0, atol=1e-12)
     assert float(jnp.min(jnp.linalg.eigvalsh(st.rho))) > -1e-12
-    late = model.evolve_dense(_rho(getkey(), d), jnp.array([80.0]))[0]
+    late = _dense(model, _rho(getkey(), d), jnp.array([0.0, 80.0]))[-1]
     np.testing.assert_allclose(late, st.rho, atol=1e-10)
 
 
@@ -432,14 +435,14 @@ def test_no_signalling(getkey):
     u_b = jax.vmap(lambda t: jax.scipy.linalg.expm(-1j * hb * t))(ts)
     rho_b0 = partial_trace(rho0, (da, db), (1,))
     rho_b_free = jnp.einsum("tab,bc,tdc->tad", u_b, rho_b0, u_b.conj())
-    chi_a_orig = esa.from_eigenbasis(jnp.diag(chi_a).astype(complex))
+    chi_a_orig = esa.op_from_eigenbasis(jnp.diag(chi_a).astype(complex))
 
     @jax.jit
     def run(gamma):
-        ops_a = esa.from_eigenbasis(oqt_jump_ops(chi_a, gamma))  # |mu_A><nu_A|, A's basis
+        ops_a = esa.op_from_eigenbasis(oqt_jump_ops(chi_a, gamma))  # |mu_A><nu_A|, A's basis
         ops = jax.vmap(lambda op: jnp.kron(op, jnp.eye(db)))(ops_a)
-        lam = gksl_rhs(rho0, jnp.zeros_like(h), ops)
-        big = gksl_liouvillian(h, ops)
+        lam = lindblad_rhs(rho0, jnp.zeros_like(h), ops)
+        big = liouvillian(h, ops)
         rho_t = jax.vmap(lambda t: (jax.scipy.linalg.expm(big * t) @ rho0.reshape(-1)))(ts)
         return lam, rho_t.reshape(3, da * db, da * db)
 
@@ -455,6 +458,133 @@ def test_no_signalling(getkey):
         rho_a.append(partial_trace(rho_t, (da, db), (0,)))
     # not vacuous: Alice's state does depend on the rate
     assert float(jnp.max(jnp.abs(rho_a[0] - rho_a[2]))) > 1e-2
+
+
+class _ModelOnA(tj.AbstractGenerator):
+    """An OQT model acting on subsystem A of A (x) B, with B evolving under its own H_B.
+
+    Basis: A's eigenbasis (x) B's basis. On each block rho[:, b, :, b'] the model's own
+    structured right-hand side acts (it is batched over leading axes), so nothing about
+    OQT is rebuilt here: L_AB = L_A (x) id - i[1 (x) H_B, .]."""
+
+    model: OQTModel
+    hb: jax.Array
+
+    @property
+    def dim(self):
+        return self.model.dim * self.hb.shape[0]
+
+    def rhs(self, t, rho):
+        da, db = self.model.dim, self.hb.shape[0]
+        blocks = rho.reshape(da, db, da, db).transpose(1, 3, 0, 2)  # (b, b', a, a')
+        out = self.model.rhs(t, blocks).transpose(2, 0, 3, 1).reshape(da * db, da * db)
+        hb = jnp.kron(jnp.eye(da), self.hb).astype(rho.dtype)
+        return out - 1j * (hb @ rho - rho @ hb)
+
+
+def test_no_signalling_through_the_model_itself(getkey):
+    """OQT on A only (the model's own generator and its own jump operators), H = H_A (x) 1 +
+    1 (x) H_B, an entangled initial state: rho_B(t) is the free evolution under H_B whatever
+    alpha_N, while rho_A(t) depends on it."""
+    da, db = 3, 2
+    ha = goe_matrix(getkey(), da)
+    hb = goe_matrix(getkey(), db) + 0.3 * jnp.array([[0.0, 1j], [-1j, 0.0]])
+    model_a = OQTModel.canonical(ha, _ket(getkey(), da), 1.0)  # chi_beta of a state of A: full rank
+    assert int(jnp.sum(model_a.chi > 1e-3)) == da
+    psi = _ket(getkey(), da * db)  # A-eigenbasis (x) B: generically entangled
+    rho0 = ket_to_dm(psi)
+    ts = jnp.array([0.0, 0.5, 1.5, 4.0])
+    u_b = jax.vmap(lambda t: jax.scipy.linalg.expm(-1j * hb * t))(ts)
+    rho_b0 = partial_trace(rho0, (da, db), (1,))
+    rho_b_free = jnp.einsum("tab,bc,tdc->tad", u_b, rho_b0, u_b.conj())
+    h_ab = jnp.kron(model_a.hamiltonian_eig(), jnp.eye(db)) + jnp.kron(jnp.eye(da), hb)
+    rho_a = []
+    for gamma in (0.0, 0.7, 5.0):
+        m = eqx.tree_at(lambda q: q.alpha_N, model_a, jnp.asarray(gamma))
+        rho_t = tj.mesolve(_ModelOnA(m, hb), [], rho0, ts, method=tj.Expm()).states
+        np.testing.assert_allclose(partial_trace(rho_t, (da, db), (1,)), rho_b_free, atol=1e-10, rtol=0)
+        # the same dynamics from the model's own jump operators, lifted to A (x) B
+        ops = jax.vmap(lambda op: jnp.kron(op, jnp.eye(db)))(m.jump_ops())
+        via_ops = tj.mesolve(h_ab, ops, rho0, ts, method=tj.Expm()).states
+        np.testing.assert_allclose(via_ops, rho_t, atol=1e-10, rtol=0)
+        rho_a.append(partial_trace(rho_t, (da, db), (0,)))
+    # not vacuous: A's state does depend on the rate
+    assert float(jnp.max(jnp.abs(rho_a[0] - rho_a[2]))) > 1e-2
+    # and for a product state, A alone follows the model's closed form
+    ra = ket_to_dm(_ket(getkey(), da))
+    prod = jnp.kron(ra, rho_b0)
+    rho_t = tj.mesolve(_ModelOnA(model_a, hb), [], prod, ts, method=tj.Expm()).states
+    np.testing.assert_allclose(partial_trace(rho_t, (da, db), (0,)), model_a.evolve(ra, ts).states, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------
+# entropy and the constant offset of H
+# ----------------------------------------------------------------------------------
+
+
+def _binary_entropy(p):
+    p = np.asarray(p)
+    return -(p * np.log(p) + (1 - p) * np.log1p(-p))
+
+
+def test_entropy_decreases_for_a_pure_chi():
+    """The paper's claim dS/dt > 0 is false: E = (0, 1), rho0 = diag(0.9, 0.1) and the pure
+    chi = |0><0| (|W| = 1) drive the von Neumann entropy from h(0.1) to 0, with
+    p_1(t) = 0.1 e^{-gamma t}. What holds: D_chi and the trace distance to chi decrease
+    monotonically. Both the closed form and the model's generator (mesolve, Expm) show it;
+    a mixed chi = 1/2 (|W| = 2) instead raises S towards ln 2."""
+    gamma = 0.8
+    model = OQTModel(jnp.diag(jnp.array([0.0, 1.0])), jnp.array([1.0, 0.0]), gamma)
+    rho0 = jnp.diag(jnp.array([0.9, 0.1])).astype(complex)
+    ts = jnp.linspace(0.0, 6.0, 25)
+    p1 = 0.1 * np.exp(-gamma * np.asarray(ts))
+    for rhos in (model.evolve(rho0, ts).states, tj.mesolve(model, [], rho0, ts, method=tj.Expm()).states):
+        diag = diagnostics(model, rhos)
+        s = np.asarray(diag.entropy)
+        np.testing.assert_allclose(s, _binary_entropy(p1), rtol=1e-8)
+        assert s[0] == pytest.approx(0.3250829733914482, rel=1e-10)  # h(0.1) > 0
+        assert np.all(np.diff(s) < 0)  # strictly decreasing ...
+        assert s[-1] < 0.01  # ... towards the pure chi's 0
+        assert np.all(np.diff(np.asarray(diag.d_chi)) < 0)
+        assert np.all(np.diff(np.asarray(diag.trace_distance)) < 0)
+        np.testing.assert_allclose(diag.trace_distance, p1, rtol=1e-8)
+        np.testing.assert_allclose(diag.d_chi, 2 * p1**2, rtol=1e-8)
+    # contrast: a mixed chi (both levels) and the same rho0: S rises towards ln 2
+    mixed = OQTModel(jnp.diag(jnp.array([0.0, 1.0])), jnp.array([0.5, 0.5]), gamma)
+    s_mixed = np.asarray(diagnostics(mixed, mixed.evolve(rho0, ts).states).entropy)
+    assert np.all(np.diff(s_mixed) > 0) and abs(s_mixed[-1] - np.log(2)) < 1e-4
+
+
+def test_chi_unchanged_when_a_constant_is_added_to_h(getkey):
+    """H -> H + c 1 changes no steady state: the degeneracy tolerance scales with the
+    spectrum's spread, not with max|E| (at c = 1e6 a max|E| scaling would be 1e-3 and merge
+    the levels 0.3 and 0.3 + 1e-5 below)."""
+    u = _unitary(getkey(), 6)
+    energies = jnp.array([-1.0, -0.2, 0.3, 0.3 + 1e-5, 0.9, 1.4])
+    h = u @ jnp.diag(energies).astype(complex) @ u.conj().T
+    es = eigh(h)
+    states = {
+        "eigenstate": es.vectors[:, 2],  # its own level only, not its neighbour 1e-5 above
+        "pair": (es.vectors[:, 2] + es.vectors[:, 3]) / math.sqrt(2),
+        "generic": _ket(getkey(), 6),
+        "mixed": _rho(getkey(), 6, rank=3),
+    }
+    expected_window = {"eigenstate": [0, 0, 1, 0, 0, 0], "pair": [0, 0, 1, 1, 0, 0]}
+    for name, state in states.items():
+        ref = OQTModel.microcanonical(h, state, 0.5)
+        ref_can = OQTModel.canonical(h, state, 0.5)
+        if name in expected_window:
+            assert ref.steady.window.astype(int).tolist() == expected_window[name]
+        for shift in (1e6, -1e6, 3.7):
+            h_c = h + shift * jnp.eye(6)
+            m = OQTModel.microcanonical(h_c, state, 0.5)
+            assert m.steady.window.tolist() == ref.steady.window.tolist(), (name, shift)
+            np.testing.assert_allclose(m.chi, ref.chi, atol=1e-12)
+            np.testing.assert_allclose(m.energy_mismatch, ref.energy_mismatch, atol=1e-8)
+            np.testing.assert_allclose(m.steady.energy, ref.steady.energy + shift, rtol=1e-14, atol=1e-8)
+            c = OQTModel.canonical(h_c, state, 0.5)
+            np.testing.assert_allclose(c.chi, ref_can.chi, atol=1e-7)
+            np.testing.assert_allclose(c.steady.beta, ref_can.steady.beta, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------------
@@ -571,25 +701,83 @@ def test_rows_outside_window_contribute_nothing(getkey):
     np.testing.assert_allclose(g[jnp.array([0, 3, 4])], 0.0, atol=0)
 
 
+# Euler-Maruyama allowance of the ensemble rho of this system (Schrödinger picture, E_max^2
+# ~ 1.9, gamma = 1): the one-step mean is rho + dt L(rho) + dt^2 E[f f^dagger] (f the drift),
+# so the weak bias after time t is O(t dt (E_max + gamma)^2 |rho|). Measured with the same
+# system and key, M = 40000: max |mean - rho(t)| over entries and t <= 1 was 0.41 dt at
+# dt = 0.02 and 0.50 dt at dt = 0.01 (each including ~4 stderr of noise, 4.8e-3); rounded up
+# to 0.5 dt. At dt = 0.005 that is 2.5e-3, below 4 stderr of M = 4000 (~1.5e-2 at most).
+TRAJ_DT, TRAJ_M, TRAJ_BIAS_PER_DT = 0.005, 4000, 0.5
+
+RHO_OBSERVABLES = {
+    "rho_re": lambda t, y: jnp.real(ket_to_dm(y)),
+    "rho_im": lambda t, y: jnp.imag(ket_to_dm(y)),
+}
+
+
+def _rho_max_z(ens, reference, bias):
+    """Largest |ensemble rho - reference| / (stderr + bias / 4) over the entries (Re and Im
+    parts; Im of the diagonal, identically 0, left out) and the save times after t = 0, so
+    z <= 4 means |err| <= 4 stderr + bias. The stderr is the batch's own."""
+    ref = np.asarray(reference)[1:]
+    mean_re, mean_im = np.asarray(ens.mean["rho_re"])[1:], np.asarray(ens.mean["rho_im"])[1:]
+    se_re, se_im = np.asarray(ens.stderr("rho_re"))[1:], np.asarray(ens.stderr("rho_im"))[1:]
+    assert mean_re.shape == ref.shape and np.all(np.isfinite(mean_re)) and np.all(se_re > 0)
+    off = np.broadcast_to(~np.eye(ref.shape[-1], dtype=bool), ref.shape)
+    z_re = np.abs(mean_re - ref.real) / (se_re + bias / 4)
+    z_im = np.abs(mean_im - ref.imag)[off] / (se_im[off] + bias / 4)
+    return float(max(z_re.max(), z_im.max()))
+
+
+def test_rho_max_z_fails_on_wrong_input():
+    class Ens:
+        mean = {"rho_re": np.zeros((2, 2, 2)), "rho_im": np.zeros((2, 2, 2))}
+
+        @staticmethod
+        def stderr(name):
+            return np.full((2, 2, 2), 0.01)
+
+    ref = np.zeros((2, 2, 2), complex)
+    assert _rho_max_z(Ens, ref, 0.0) == 0.0
+    ref[1, 0, 1] = 0.05j  # one off-diagonal imaginary part 5 stderr away
+    assert _rho_max_z(Ens, ref, 0.0) == pytest.approx(5.0)
+    assert _rho_max_z(Ens, ref, 0.01) == pytest.approx(4.0)  # 5 stderr = 4 stderr + bias 0.01
+    ref[0, 0, 0] = 1.0  # t = 0 is not compared
+    assert _rho_max_z(Ens, ref, 0.0) == pytest.approx(5.0)
+
+
 def test_trajectory_mean_converges_to_closed_form(getkey):
+    """SSE ensemble rho against the closed form within 4 of the batch's own standard errors
+    plus the stated Euler-Maruyama allowance (``TRAJ_BIAS_PER_DT``); the same comparison
+    rejects alpha_N off by a factor 2 (either way)."""
     d = 5
     h = goe_matrix(getkey(), d)
     psi0 = _ket(getkey(), d)
     model = OQTModel.microcanonical(h, psi0, 1.0)
     psi0_eig = model.eigensystem.ket_to_eigenbasis(psi0)
     ts = jnp.array([0.0, 0.5, 1.0])
-    n_traj, dt = 4000, 0.005
+    dt = TRAJ_DT
     res = simulate_trajectories(
-        model.sse(), psi0_eig, ts, getkey(), n_traj=n_traj, dt=dt,
-        accumulate_outer=True, progress=False, record_norm=True,
+        model.sse(), psi0_eig, ts, getkey(), ntraj=TRAJ_M, method=tj.EulerMaruyama(dt),
+        observables=RHO_OBSERVABLES, accumulate_outer=True, options=tj.Options(record_norm=True),
     )
-    exact = model.evolve(ket_to_dm(psi0_eig), ts)
-    err = np.abs(np.asarray(res.mean_outer - exact))
-    # statistical error ~ 1/sqrt(M) per entry (|entries| <= 1) plus O(dt) bias
-    assert err.max() < 5 / math.sqrt(n_traj) + 5 * dt
+    ens = res.ensemble
+    assert int(ens.n) == TRAJ_M and int(ens.n_diverged) == 0
+    rho0 = ket_to_dm(psi0_eig)
+    exact = model.evolve(rho0, ts).states
+    bias = TRAJ_BIAS_PER_DT * dt
+    z = _rho_max_z(ens, exact, bias)
+    assert 0.5 < z <= 4.0, z  # within errors, and the errors are not vacuously large
+    # Result.states is the streamed mean of psi psi^dagger: the same average
+    np.testing.assert_allclose(res.states, ens.mean["rho_re"] + 1j * ens.mean["rho_im"], atol=1e-12)
+    assert float(jnp.max(ens.stderr("rho_re"))) < 1.0 / math.sqrt(TRAJ_M)
+    # the comparison has teeth: alpha_N off by a factor 2 either way is rejected
+    for factor in (2.0, 0.5):
+        wrong = eqx.tree_at(lambda m: m.alpha_N, model, factor * model.alpha_N)
+        assert _rho_max_z(ens, wrong.evolve(rho0, ts).states, bias) > 8.0
     # per-trajectory norm drift is reported: a random walk of O(dt) steps, max over
-    # 4000 paths ~ 4 sqrt(dt t) (measured 0.13)
-    assert 0.0 < float(jnp.max(res.norm_drift)) < 4 * math.sqrt(dt * 1.0) + 0.05
+    # 4000 paths ~ 4 sqrt(dt t) (measured 0.08)
+    assert 0.0 < float(jnp.max(ens.norm_drift)) < 4 * math.sqrt(dt * 1.0) + 0.05
 
 
 @pytest.mark.slow
@@ -604,9 +792,9 @@ def test_born_rule_histogram(getkey):
     n_traj = 1000
     res = simulate_trajectories(
         model.sse(), es.ket_to_eigenbasis(psi0), jnp.array([0.0, 10.0]), getkey(),
-        n_traj=n_traj, dt=0.02, store_trajectories=True, progress=False,
+        ntraj=n_traj, method=tj.EulerMaruyama(0.02), options=tj.Options(store_trajectories=True),
     )
-    final = res.trajectories[:, -1]
+    final = res.ensemble.trajectories[:, -1]
     pk = jnp.real(jnp.einsum("na,kab,nb->nk", final.conj(), model.projectors, final))
     pk = pk / jnp.sum(pk, axis=1, keepdims=True)
     assert float(jnp.min(jnp.max(pk, axis=1))) > 0.99  # collapsed
@@ -623,7 +811,7 @@ def test_born_rule_histogram(getkey):
 def test_diagnostics(setup):
     model, rho0 = setup
     ts = jnp.array([0.0, 1.0, 50.0])
-    rhos = model.evolve(rho0, ts)
+    rhos = model.evolve(rho0, ts).states
     diag = diagnostics(model, rhos)
     assert diag.populations.shape == (3, 5) and diag.entropy.shape == (3,)
     np.testing.assert_allclose(diag.norm, 1.0, atol=1e-13)
@@ -650,7 +838,7 @@ def test_diagnostics(setup):
 
 
 def test_heat_chain_hamiltonian_input(getkey):
-    """Any dense Hermitian H works, e.g. the heat chain's (PHYSICS.md §2). With zero
+    """Any dense Hermitian H works, e.g. the heat chain's (docs/models/heat_chain.md). With zero
     coupling the two subunits' bands are exactly degenerate pairs: whole levels enter."""
     from thermojax.models.heat_chain import HeatChain
 
@@ -663,7 +851,7 @@ def test_heat_chain_hamiltonian_input(getkey):
     assert int(jnp.sum(model.chi > 0)) == 2
     assert abs(float(model.energy_mismatch)) < 1e-12
     rho0 = ket_to_dm(model.eigensystem.ket_to_eigenbasis(psi0))
-    late = model.eigensystem.from_eigenbasis(model.evolve(rho0, jnp.array([100.0]))[0])
+    late = model.eigensystem.op_from_eigenbasis(model.evolve(rho0, jnp.array([100.0])).states[0])
     np.testing.assert_allclose(jnp.real(jnp.diagonal(late))[jnp.array([0, 3])], 0.5, atol=1e-8)
 
 

@@ -1,9 +1,8 @@
 """OQT / SUI trajectory ensembles against the master equation (issue 3, acceptance 2 and 5).
 
-Source: A. Mukherjee, arXiv:2504.16197 (seed ``001_72cbdd6588fdbaef.txt``), eqs. 5–8;
-PHYSICS.md §1. Small sizes (d = 4–6) and fixed keys. Every statistical comparison uses
-standard errors estimated from the batch itself, and every comparison helper has a test
-that it fails on wrong input.
+Source: A. Mukherjee, arXiv:2504.16197, eqs. 5–8; docs/models/oqt.md. Small sizes
+(d = 4–6) and fixed keys. Every statistical comparison uses standard errors estimated from
+the batch itself, and every comparison helper has a test that it fails on wrong input.
 """
 
 import math
@@ -15,16 +14,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from thermojax.experiments.sui import (
-    born_probabilities,
-    chi_square_test,
-    final_sectors,
-    random_ket,
-    sector_projectors,
-    sector_weights,
-)
-from thermojax.models.oqt import OQTModel
-from thermojax.spectra import goe_matrix, ket_to_dm
+import thermojax as tj
+from thermojax.experiments.oqt.born_rule import final_sectors
+from thermojax.models.oqt import OQTModel, born_probabilities, sector_projectors, sector_weights
+from thermojax.spectra import goe_matrix, ket_to_dm, random_ket
+from thermojax.stats import chi_square_test
 from thermojax.trajectories import simulate_trajectories
 
 # ----------------------------------------------------------------------------------
@@ -61,14 +55,14 @@ def rho_z_scores(mean_re, mean_im, se_re, se_im, reference, bias=0.0):
     return np.concatenate([z_re.ravel(), z_im.ravel()])
 
 
-def assert_rho_within_stderr(res, reference, n_sigma=4.0, bias=0.0, skip_first=True):
-    """Trajectory-mean rho within ``n_sigma`` standard errors (+ ``bias``) of ``reference``
-    (shape ``(T, d, d)``), at every saved time (the first, a deterministic initial
-    state with zero variance, is skipped)."""
+def assert_rho_within_stderr(ens, reference, n_sigma=4.0, bias=0.0, skip_first=True):
+    """Trajectory-mean rho (of the ``EnsembleStats`` ``ens``) within ``n_sigma`` standard
+    errors (+ ``bias``) of ``reference`` (shape ``(T, d, d)``), at every saved time (the
+    first, a deterministic initial state with zero variance, is skipped)."""
     sl = slice(1, None) if skip_first else slice(None)
     z = rho_z_scores(
-        res.mean["rho_re"][sl], res.mean["rho_im"][sl], res.stderr("rho_re")[sl],
-        res.stderr("rho_im")[sl], np.asarray(reference)[sl], bias,
+        ens.mean["rho_re"][sl], ens.mean["rho_im"][sl], ens.stderr("rho_re")[sl],
+        ens.stderr("rho_im")[sl], np.asarray(reference)[sl], bias,
     )
     assert np.all(z <= n_sigma), f"max z-score {z.max():.2f} > {n_sigma}"
     return float(z.max())
@@ -152,6 +146,15 @@ def test_final_sectors():
 # ----------------------------------------------------------------------------------
 
 
+def _reference(model, rho0, ts):
+    """Exact rho(t): the closed form ``OQTModel.evolve`` without collapse, the dense
+    Liouvillian exponential (``mesolve`` with ``Expm``) with it."""
+    ts = jnp.asarray(ts)
+    if model.sui:
+        return tj.mesolve(model, [], rho0, ts, method=tj.Expm()).states
+    return model.evolve(rho0, ts).states
+
+
 def _system(sui: bool, gamma: float = 1.0):
     """d = 4, GOE H (radius 1), canonical chi (full rank), sectors of ranks (2, 1, 1)."""
     d = 4
@@ -185,8 +188,9 @@ def test_trajectory_mean_matches_master_equation(noise, sui):
     4 batch standard errors (+ the explicit Euler bias bound 0.25 dt, see ``BIAS_PER_DT``).
 
     Reference: the closed form ``OQTModel.evolve`` (no collapse) or the exact dense
-    Liouvillian exponential ``evolve_dense`` (with collapse, which has no closed form); the
-    two agree with each other and with diffrax to 1e-8 (tests/test_oqt_model.py).
+    Liouvillian exponential ``mesolve(model, [], ..., method=Expm())`` (with collapse, which
+    has no closed form); the two agree with each other and with diffrax to 1e-8
+    (tests/test_oqt_model.py).
     Canonical chi is full rank, so every entry of psi psi^dagger carries noise; with a
     microcanonical chi the rows outside the window evolve almost deterministically (batch
     stderr ~1e-5) and the O(dt) bias, not the noise, dominates those entries.
@@ -195,24 +199,24 @@ def test_trajectory_mean_matches_master_equation(noise, sui):
     ts = np.array([0.0, 0.5, 1.0])
     n_traj = 4000
     res = simulate_trajectories(
-        model.sse(noise=noise), psi0, ts, jax.random.key(11), n_traj=n_traj, dt=DT_MEAN,
-        observables=RHO_OBSERVABLES, accumulate_outer=True, progress=False,
+        model.sse(noise=noise), psi0, ts, jax.random.key(11), ntraj=n_traj, method=tj.EulerMaruyama(DT_MEAN),
+        observables=RHO_OBSERVABLES, accumulate_outer=True,
     )
+    ens = res.ensemble
     rho0 = ket_to_dm(psi0)
-    exact = model.evolve_dense(rho0, jnp.asarray(ts)) if sui else model.evolve(rho0, jnp.asarray(ts))
-    assert int(res.n) == n_traj and int(res.n_diverged) == 0
-    z = assert_rho_within_stderr(res, exact, bias=BIAS_PER_DT * DT_MEAN)
+    exact = _reference(model, rho0, ts)
+    assert int(ens.n) == n_traj and int(ens.n_diverged) == 0 and bool(res.success)
+    z = assert_rho_within_stderr(ens, exact, bias=BIAS_PER_DT * DT_MEAN)
     assert z > 0.5  # the comparison is not vacuous: errors are at the stderr scale
-    # mean_outer (the streaming ensemble rho) is the same average as the observables
-    mean = res.mean["rho_re"] + 1j * res.mean["rho_im"]
-    np.testing.assert_allclose(res.mean_outer, mean, atol=1e-12)
+    # Result.states (the streaming ensemble rho) is the same average as the observables
+    mean = ens.mean["rho_re"] + 1j * ens.mean["rho_im"]
+    np.testing.assert_allclose(res.states, mean, atol=1e-12)
     # the stderr is the 1/sqrt(M) scale
-    assert float(jnp.max(res.stderr("rho_re"))) < 1.0 / math.sqrt(n_traj)
+    assert float(jnp.max(ens.stderr("rho_re"))) < 1.0 / math.sqrt(n_traj)
     # the same comparison rejects a wrong reference: alpha_N off by 50%
     wrong = eqx.tree_at(lambda m: m.alpha_N, model, 1.5 * model.alpha_N)
-    wrong_rho = wrong.evolve_dense(rho0, jnp.asarray(ts)) if sui else wrong.evolve(rho0, jnp.asarray(ts))
     with pytest.raises(AssertionError, match="z-score"):
-        assert_rho_within_stderr(res, wrong_rho, bias=BIAS_PER_DT * DT_MEAN)
+        assert_rho_within_stderr(ens, _reference(wrong, rho0, ts), bias=BIAS_PER_DT * DT_MEAN)
 
 
 # ----------------------------------------------------------------------------------
@@ -249,13 +253,14 @@ def test_norm_drift_shrinks_at_the_euler_maruyama_rate():
     rms, mx, mean = [], [], []
     for dt in dts:
         res = simulate_trajectories(
-            model.sse(), psi0, np.array([0.0, 0.5]), jax.random.key(3), n_traj=1000, dt=dt,
-            observables=obs, record_norm=True, progress=False,
+            model.sse(), psi0, np.array([0.0, 0.5]), jax.random.key(3), ntraj=1000, method=tj.EulerMaruyama(dt),
+            observables=obs, options=tj.Options(record_norm=True, normalize=False),
         )
-        assert int(res.n_diverged) == 0
-        rms.append(float(jnp.sqrt(res.mean["dn2"][-1])))
-        mx.append(float(res.norm_drift[-1]))
-        mean.append(abs(float(res.mean["dn"][-1])))
+        ens = res.ensemble
+        assert int(ens.n_diverged) == 0
+        rms.append(float(jnp.sqrt(ens.mean["dn2"][-1])))
+        mx.append(float(ens.norm_drift[-1]))
+        mean.append(abs(float(ens.mean["dn"][-1])))
     s_rms, s_max = loglog_slope(dts, rms), loglog_slope(dts, mx)
     assert 0.4 <= s_rms <= 0.6, (s_rms, rms)
     assert 0.3 <= s_max <= 0.7, (s_max, mx)
@@ -281,11 +286,12 @@ def test_born_rule_at_fixed_key():
     n_traj = 800
     res = simulate_trajectories(
         model.sse(), es.ket_to_eigenbasis(psi0), np.array([0.0, 8.0]), jax.random.key(8),
-        n_traj=n_traj, dt=0.02, store_trajectories=True, progress=False,
+        ntraj=n_traj, method=tj.EulerMaruyama(0.02), options=tj.Options(store_trajectories=True),
     )
-    w = np.asarray(sector_weights(res.trajectories[:, -1], model.projectors))
+    ens = res.ensemble
+    w = np.asarray(sector_weights(ens.trajectories[:, -1], model.projectors))
     sector, decided = final_sectors(w, 1e-3)
-    assert int(res.n_diverged) == 0
+    assert int(ens.n_diverged) == 0
     assert decided.sum() >= n_traj - 5  # collapsed (losing weights ~ exp(-4 Gamma t))
     counts = np.bincount(sector[decided], minlength=len(sizes))
     r = chi_square_test(counts, born)
@@ -311,30 +317,32 @@ def test_divergent_trajectories_are_flagged_not_averaged():
     obs = {"pop0": lambda t, y: jnp.abs(y[0]) ** 2}
     for max_norm in (None, 3.0):
         res = simulate_trajectories(
-            model.sse(expectation="raw"), psi0, ts, jax.random.key(5), n_traj=n_traj, dt=0.05,
-            observables=obs, record_norm=True, store_trajectories=True, max_norm=max_norm,
-            progress=False,
+            model.sse(expectation="raw"), psi0, ts, jax.random.key(5), ntraj=n_traj, method=tj.EulerMaruyama(0.05),
+            observables=obs,
+            options=tj.Options(record_norm=True, store_trajectories=True, max_norm=max_norm, normalize=False),
         )
-        div = np.asarray(res.diverged)
+        ens = res.ensemble
+        div = np.asarray(ens.diverged)
         assert div.shape == (n_traj,)
-        assert int(res.n_diverged) == div.sum() > 0
-        assert int(res.n) + int(res.n_diverged) == n_traj
-        kept = np.asarray(res.trajectories)[~div]
+        assert int(ens.n_diverged) == div.sum() > 0
+        assert int(ens.n) + int(ens.n_diverged) == n_traj
+        assert res.status == tj.Status.diverged and not bool(res.success)
+        kept = np.asarray(ens.trajectories)[~div]
         for name, fn in (("pop0", lambda y: np.abs(y[..., 0]) ** 2),
                          ("norm", lambda y: np.linalg.norm(y, axis=-1))):
-            assert np.all(np.isfinite(np.asarray(res.mean[name])))
-            np.testing.assert_allclose(res.mean[name], fn(kept).mean(0), rtol=1e-10)
+            assert np.all(np.isfinite(np.asarray(ens.mean[name])))
+            np.testing.assert_allclose(ens.mean[name], fn(kept).mean(0), rtol=1e-10)
         # the default (None) is OQTSSE.divergence_norm() = 10: no blow-up is averaged in
         assert np.linalg.norm(kept, axis=-1).max() <= (max_norm or model.sse().divergence_norm())
         if max_norm is not None:
             # norm_drift is reported over the kept trajectories only
-            assert float(jnp.max(res.norm_drift)) <= max_norm
+            assert float(jnp.max(ens.norm_drift)) <= max_norm
 
 
 def test_chunk_that_cannot_fit_the_memory_budget_raises():
     model, psi0 = _system(sui=True)
-    with pytest.raises(ValueError, match="memory_budget=.*cannot hold one trajectory"):
+    with pytest.raises(MemoryError, match="memory_budget=.*cannot hold one trajectory"):
         simulate_trajectories(
-            model.sse(), psi0, np.array([0.0, 1.0]), jax.random.key(0), n_traj=10, dt=0.1,
-            observables=RHO_OBSERVABLES, accumulate_outer=True, memory_budget=100, progress=False,
+            model.sse(), psi0, np.array([0.0, 1.0]), jax.random.key(0), ntraj=10, method=tj.EulerMaruyama(0.1),
+            observables=RHO_OBSERVABLES, accumulate_outer=True, options=tj.Options(memory_budget=100),
         )

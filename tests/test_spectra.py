@@ -50,8 +50,8 @@ def test_eigh_reconstructs_and_sorts(getkey):
     np.testing.assert_allclose(es.energies, np.linalg.eigvalsh(np.asarray(h)), atol=1e-12)
     # basis changes are inverse to each other, for operators and kets, with batch axes
     ops = jnp.stack([h, h @ h])
-    np.testing.assert_allclose(es.from_eigenbasis(es.to_eigenbasis(ops)), ops, atol=1e-11)
-    np.testing.assert_allclose(es.to_eigenbasis(h), jnp.diag(es.energies), atol=1e-12)
+    np.testing.assert_allclose(es.op_from_eigenbasis(es.op_to_eigenbasis(ops)), ops, atol=1e-11)
+    np.testing.assert_allclose(es.op_to_eigenbasis(h), jnp.diag(es.energies), atol=1e-12)
     psi = jnp.arange(7.0) + 1j
     np.testing.assert_allclose(es.ket_from_eigenbasis(es.ket_to_eigenbasis(psi)), psi, atol=1e-12)
 

@@ -1,6 +1,7 @@
 """SUI experiments end to end at small sizes: physics of the results and config errors.
 
-Source: A. Mukherjee, arXiv:2504.16197 (seed ``001_72cbdd6588fdbaef.txt``), eqs. 7–8.
+Source: A. Mukherjee, arXiv:2504.16197, eqs. 7–8 (`thermojax.experiments.oqt.born_rule`,
+`thermojax.experiments.oqt.hybrid`).
 """
 
 import json
@@ -11,15 +12,14 @@ import pytest
 
 from thermojax import cli
 from thermojax.config import ConfigError
-from thermojax.experiments.sui import (
+from thermojax.models.oqt import (
+    OQTModel,
     dephase,
     hybrid_stationary_h0,
-    random_ket,
     sector_projectors,
     zeno_stationary,
 )
-from thermojax.models.oqt import OQTModel
-from thermojax.spectra import Eigensystem, goe_matrix, trace_distance
+from thermojax.spectra import Eigensystem, goe_matrix, random_ket, trace_distance
 
 SMALL_BORN = ["system.dim=4", "system.sector_sizes=[2, 1, 1]", "n_traj=200", "t_final=6.0",
               "dt=0.02", "n_times=3", "decided_threshold=1e-2", "progress=false"]
