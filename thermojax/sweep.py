@@ -464,8 +464,9 @@ def expand_grid(config_cls: type[ExperimentConfig], raw: dict, axes: dict[str, l
         >>> class Cfg(ExperimentConfig):
         ...     rate: float = 1.0
         >>> pts = expand_grid(Cfg, {"experiment": "x"}, {"rate": [1.0, 2.0], "seed": [0, 1]})
-        >>> [p.label for p in pts][:2]
-        ['rate=1.0, seed=0', 'rate=1.0, seed=1']
+        >>> labels = [p.label for p in pts]
+        >>> labels[0], labels[3]
+        ('rate=1.0, seed=0', 'rate=2.0, seed=1')
     """
     base = {k: v for k, v in copy.deepcopy(raw).items() if k != "sweep"}
     for key, values in axes.items():
