@@ -98,7 +98,7 @@ def test_alpha_point_reproduces_oqt_relaxation():
         _Setup,
     )
 
-    model = GOEParams(dim=6, alpha_N=0.8)
+    model = GOEParams(dim=4, alpha_N=0.8)  # the sizes of tests/test_sweep.py: one compilation for both
     ocfg = RelaxationConfig(
         model=model, trajectories=RelaxationTrajectories(dt=0.05, t_max=0.4, n_times=5, n_show=0, chunk_size=32),
         fit=AlphaFitParams(M_values=[64], n_batches=4), progress=False, seed=2,

@@ -597,12 +597,18 @@ def _point_inputs(cfg, kernel: PointKernel) -> dict[str, np.ndarray]:
     return out
 
 
+_COMPILED: dict = {}  # (kernel, group, devices) -> jitted group function, reused by later sweeps
+
+
 def run_point(kernel: PointKernel, cfg) -> PointResult:
     """One point through its kernel, unbatched (`thermojax run` of a sweep experiment,
     tests). Numbers equal a sweep's to rounding."""
     gcfg = _group_config(cfg, kernel.batched)
+    key = (id(kernel), "single", json.dumps(_hashed_dump(gcfg.model_dump(mode="json")), sort_keys=True))
+    if key not in _COMPILED:
+        _COMPILED[key] = (kernel, jax.jit(functools.partial(kernel.compute, gcfg)))
     inputs = {k: jnp.asarray(v) for k, v in _point_inputs(cfg, kernel).items()}
-    out = jax.jit(functools.partial(kernel.compute, gcfg))(inputs)
+    out = _COMPILED[key][1](inputs)
     return kernel.finish(cfg, {k: np.asarray(v) for k, v in out.items()})
 
 
@@ -829,9 +835,6 @@ def _chunk_for(group: list[Point], group_size: int, kernel: PointKernel, chunk_s
         chunk = max(1, min(chunk, (budget // 2) // per))
     chunk = min(chunk, group_size)
     return -(-chunk // ndev) * ndev
-
-
-_COMPILED: dict = {}  # (kernel, group, devices) -> jitted group function, reused by later sweeps
 
 
 def _group_function(kernel: PointKernel, gkey: str, gcfg, mesh: Mesh):
