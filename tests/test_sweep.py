@@ -230,3 +230,18 @@ def test_a_batched_sharded_group_gives_the_single_point_numbers(tmp_path):
     assert [r["model.alpha_N"] for r in s["table"]] == [0.5, 1.0, 2.0]
     assert (tmp_path / "s" / "alpha_N_vs_model_alpha_N.png").is_file()
     assert (tmp_path / "s" / "table.csv").read_text().splitlines()[0].startswith("index,id,model.alpha_N,alpha_N,")
+
+
+def test_an_experiment_without_a_kernel_is_swept_through_its_run(tmp_path):
+    """heat_chain_conductivity has no point kernel: each point is its `run`, the headline
+    numbers are its summary's, and a rerun reuses them."""
+    args = ["sweep", "heat_chain_fig8", "--grid", "model.n_levels=400,500", "--set", "n_temperatures=100",
+            "--set", "progress=false", "--out", str(tmp_path / "g")]
+    assert cli.main(args) == 0
+    s = json.loads((tmp_path / "g" / "summary.json").read_text())
+    kappa = [r["kappa"] for r in s["table"]]
+    assert kappa[1] / kappa[0] == pytest.approx(500 / 400, rel=1e-12)  # golden rule: kappa ~ n
+    assert s["headline"] == "kappa" and (tmp_path / "g" / "kappa_vs_model_n_levels.png").is_file()
+    report = cli.sweep("heat_chain_fig8", str(tmp_path / "g"), ["model.n_levels=400,500"],
+                       overrides=["n_temperatures=100", "progress=false"])
+    assert report.computed == [] and report.reused == [0, 1]

@@ -613,14 +613,16 @@ def run_point(kernel: PointKernel, cfg) -> PointResult:
 
 
 def _run_experiment_point(exp, cfg) -> PointResult:
-    """A point of an experiment without a kernel: its `run`, headline = its fits."""
+    """A point of an experiment without a kernel: its `run`; headline = its fits and
+    the numbers at the top of its summary (`{"value": x}`)."""
     from .experiments import RunContext
     from .io import _jsonable
 
     with RunContext():
         result = exp.run(cfg)
     summary = _jsonable(result.summary)
-    headline = {}
+    headline = {k: {"value": v} for k, v in summary.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for name, fit in summary.get("fits", {}).items():
         if isinstance(fit, dict) and "value" in fit:
             headline[name] = {k: v for k, v in fit.items() if isinstance(v, (int, float, bool, type(None)))}
