@@ -67,6 +67,7 @@ def test_memory_time_is_the_exact_early_decay_of_a_chain():
     assert np.all(plain / loss > 1.7)  # 12.6, 6.3, 3.2, 1.8
 
 
+@pytest.mark.slow  # ~20 s: compiles the relaxation experiment's path beside the sweep's
 def test_kappa_point_reproduces_heat_chain_relaxation():
     """Same config, same seed: the sweep point's plain fit is heat_chain_relaxation's kappa fit."""
     from thermojax.experiments.heat_chain.relaxation import RelaxationConfig, RelaxationFit, _exact, _fit_kappa, _setup
