@@ -128,7 +128,8 @@ def _finish(cfg: AlphaNConfig, a) -> PointResult:
                       max_steps=cfg.fit.max_steps)
     z = (fit["value"] - true) / fit["stderr"]
     headline = {"alpha_N": {"value": fit["value"], "stderr": fit["stderr"], "true": true, "z": z,
-                            "ratio": fit["value"] / true, "ratio_stderr": fit["stderr"] / true}}
+                            "ratio": fit["value"] / true, "ratio_stderr": fit["stderr"] / true,
+                            "stderr_kind": fit.get("stderr_kind", "batch means (sandwich)")}}
     pops = np.real(np.diagonal(np.asarray(model.evolve(rho0, ts).states), axis1=-2, axis2=-1))
     arrays = {"ts": ts, "obs_mean": mean, "obs_batch_mean": means_b, "batch_n": counts,
               "obs_closed_form": pops @ np.asarray(_ops(model)).T, "energies": a["energies"], "chi": a["chi"]}

@@ -162,11 +162,12 @@ def _fit(cfg: KappaScalingConfig, p0, times, p_all, kappa):
                                  args=(jnp.asarray(p0), jnp.asarray(times), jnp.asarray(data)), positive=["kappa"],
                                  max_steps=cfg.fit.max_steps)
 
-    fm = one(p_all.mean(0))
+    fit = one(p_all.mean(0)).as_dict()["kappa"]
     singles = np.array([float(one(p).values["kappa"]) for p in p_all])
-    value, err = float(fm.values["kappa"]), float(singles.std(ddof=1) / np.sqrt(len(singles)))
-    return {"value": value, "stderr": err, "theory": kappa, "ratio": value / kappa, "z": (value - kappa) / err,
-            "stderr_curvature": float(fm.stderr["kappa"]), "converged": bool(fm.converged)}, singles
+    value, err = fit["value"], float(singles.std(ddof=1) / np.sqrt(len(singles)))
+    return {**fit, "stderr": err, "stderr_kind": "resampling (spread of single-state fits / sqrt(states))",
+            "stderr_curvature": fit["stderr"], "theory": kappa, "ratio": value / kappa,
+            "z": (value - kappa) / err}, singles
 
 
 def _finish(cfg: KappaScalingConfig, a) -> PointResult:
@@ -223,7 +224,8 @@ def _summarize(points: list[Point], results: list[PointResult]):
         for v, theory, key in (("p", 2.0, "exponent_lambda"), ("q", 1.0, "exponent_n")):
             if v in fit.names:
                 val, err = float(fit.values[v]), stderr[v]
-                out["fits"][key + label] = {"value": val, "stderr": err, "theory": theory, "z": (val - theory) / err}
+                out["fits"][key + label] = {"value": val, "stderr": err, "theory": theory, "z": (val - theory) / err,
+                                            "stderr_kind": "curvature, scaled up by sqrt(chi2/dof) when above 1"}
         out[f"chi2_per_dof{label}"] = chi2
         ratio = k / np.array([r.summary["kappa_theory"] for r in results])
         w = (ratio * s / k) ** -2
