@@ -2,6 +2,7 @@
 
     thermojax run [CONFIG] [--out DIR] [--overwrite] [--set KEY=VALUE ...]
     thermojax run --resume DIR
+    thermojax sweep CONFIG --grid KEY=V1,V2,... [--grid ...] [--seeds K] --out DIR
     thermojax list
 
 CONFIG is the name of a shipped config (`thermojax list`), a TOML file, a run's saved
@@ -15,6 +16,11 @@ replaced as a whole). Ctrl-C stops with one line; the stages already computed st
 the `.incomplete` directory and `thermojax run --resume <that directory>` finishes the
 run without recomputing them. Sizes that cannot fit in memory are refused before
 anything large is allocated, with the key and the memory needed.
+
+`thermojax sweep` runs a grid of one experiment's config (axes from `--grid` and the
+config's `[sweep]` table, `--seeds`) into a store of one record per point; rerunning
+the same command resumes it. It runs on every local device, and across processes when
+started by SLURM, Open MPI or with a coordinator (`docs/sweeps.md`).
 """
 
 import argparse
@@ -218,6 +224,75 @@ def resume(directory: str, announce=None):
     return _run_in(exp, cfg, work, final)
 
 
+def sweep(arg: str, out: str, grid: list[str] = (), seeds: int | None = None, overrides: list[str] = (), *,
+          chunk_size: int | None = None, headline: str | None = None, distributed: dict | None = None,
+          announce=None):
+    """Run (or resume) a parameter sweep. Returns the `thermojax.sweep.SweepReport`.
+
+    The base config is read and overridden as `run` does; the axes are the `[sweep]`
+    table's `grid` with each `--grid KEY=V1,V2,...` replacing or adding an axis, and
+    `seed + 0..K-1` when `--seeds K` (or the table's `seeds`) is given. Every grid value
+    and every point is validated before anything runs.
+
+    Raises:
+        ConfigError: Invalid config, `[sweep]` table, grid value (naming key and value)
+            or `--out`.
+        MemoryError: A point that cannot fit (naming the point), before anything runs.
+    """
+    from .sweep import SweepTable, expand_grid, initialize_distributed, parse_grid, run_sweep
+
+    initialize_distributed(**(distributed or {}))  # before any JAX computation
+    from .experiments import get
+
+    path = resolve_config_path(arg)
+    raw: dict[str, Any] = read_config_file(path)
+    for o in overrides:
+        set_override(raw, o)
+    if "experiment" not in raw:
+        raise ConfigError(f"invalid config {path}:\n  key `experiment`: required key is missing")
+    exp = get(raw["experiment"])
+    source = str(path) if not overrides else f"{path} with --set {' --set '.join(overrides)}"
+    table_raw = raw.pop("sweep", {})
+    if not isinstance(table_raw, dict):
+        raise ConfigError(f"invalid config {source}:\n  key `sweep`: must be a table, got {table_raw!r}")
+    try:
+        table = validate(SweepTable, table_raw, source)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("key `", "key `sweep.")) from None
+    base = validate(exp.config, raw, source)
+    axes = {k: list(v) for k, v in table.grid.items()}
+    for g in grid:
+        key, values = parse_grid(g)
+        axes[key] = values
+    seeds = seeds if seeds is not None else table.seeds
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+        if "seed" in axes:
+            raise ConfigError("give the seeds either as --seeds or as a grid axis `seed`, not both")
+        axes["seed"] = [base.seed + k for k in range(seeds)]
+    points = expand_grid(exp.config, raw, axes, source)
+    spec = {"config_file": str(path), "overrides": list(overrides), "axes": axes,
+            "base_config": base.model_dump(mode="json")}
+    if announce:
+        shape = " x ".join(str(len(v)) for v in axes.values())
+        announce(f"thermojax: sweep of {exp.name}, {len(points)} points ({shape} over {', '.join(axes) or 'no axis'})"
+                 f" -> {out}")
+    try:
+        return run_sweep(exp, points, out, chunk_size=chunk_size or table.chunk_size,
+                         headline=headline or table.headline, spec=spec, progress=base.progress, announce=announce)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(Path(out)) from None
+
+
+class SweepInterrupted(Exception):
+    """A sweep stopped by Ctrl-C; its finished points are in the store."""
+
+    def __init__(self, directory: Path):
+        super().__init__(str(directory))
+        self.directory = directory
+
+
 def _headline(summary: dict) -> str:
     lines = []
     for k, v in summary.items():
@@ -249,6 +324,19 @@ def main(argv: list[str] | None = None) -> int:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set model.n_levels=200 (repeatable)",
     )
+    p_sw = sub.add_parser("sweep", help="run a parameter grid of an experiment (resumable; all devices and hosts)")
+    p_sw.add_argument("config", help="shipped name, TOML/JSON path or run directory; its [sweep] table gives axes")
+    p_sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                      help="a grid axis, e.g. --grid model.coupling=2e-4,4e-4 (repeatable; replaces the table's)")
+    p_sw.add_argument("--seeds", type=int, metavar="K", help="repeat each point with seeds seed, ..., seed+K-1")
+    p_sw.add_argument("--out", required=True, help="the sweep's store; rerunning with the same --out resumes it")
+    p_sw.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a base config value (repeatable)")
+    p_sw.add_argument("--chunk-size", type=int, metavar="C", help="points per compiled call")
+    p_sw.add_argument("--headline", help="headline number drawn against each axis")
+    p_sw.add_argument("--coordinator", metavar="HOST:PORT", help="jax.distributed coordinator (explicit launch)")
+    p_sw.add_argument("--num-processes", type=int, metavar="N", help="processes in an explicit launch")
+    p_sw.add_argument("--process-id", type=int, metavar="I", help="this process's rank in an explicit launch")
     sub.add_parser("list", help="list shipped configs and registered experiments")
     args = parser.parse_args(argv)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -263,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, exp in sorted(registry().items()):
                 print(f"  {name:<24} {exp.description}")
             return 0
+        if args.command == "sweep":
+            return _sweep_main(args, say)
         if args.resume:
             if args.config or args.overrides or args.out:
                 raise ConfigError("--resume takes the run directory only (its config is fixed)")
@@ -285,6 +375,28 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"results written to {path}")
     print(_headline(result.summary))
+    return 0
+
+
+def _sweep_main(args, say) -> int:
+    dist = {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
+            "process_id": args.process_id}
+    try:
+        report = sweep(args.config, args.out, args.grid, args.seeds, args.overrides, chunk_size=args.chunk_size,
+                       headline=args.headline, distributed={k: v for k, v in dist.items() if v is not None},
+                       announce=say)
+    except SweepInterrupted as e:
+        stored = len(list((e.directory / "points").glob("*.npz")))
+        say(f"thermojax: interrupted; {stored} point record(s) are stored in {e.directory}; rerun the same "
+            "command to compute the rest")
+        return 130
+    counts = (f"{len(report.computed)} computed now, {len(report.reused)} reused, {len(report.redone)} redone "
+              f"(corrupt records), of the {len(report.share)} this process owns")
+    if report.summary is None:
+        print(f"sweep points: {counts}")
+        return 0
+    print(f"sweep written to {report.directory}: {report.n_points} points; {counts}")
+    print(_headline(report.summary))
     return 0
 
 
