@@ -44,7 +44,7 @@ def test_noise_free_data_recovered_exactly_and_history_decreases(positive):
     np.testing.assert_allclose(f.values["A"], 2.0, rtol=1e-7)
     assert f.loss_history[-1] < 1e-10 * f.loss_history[0]
     d = f.as_dict(true={"k": 0.7})
-    assert d["k"]["true"] == 0.7 and d["_fit"]["converged"]
+    assert d["k"]["true"] == 0.7 and d["k"]["converged"]
 
 
 def test_unconstrained_parameter_may_go_negative():
