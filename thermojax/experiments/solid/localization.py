@@ -70,13 +70,15 @@ class LocalizationConfig(ExperimentConfig):
 
 
 def ground_state_spread(chain: solid.FPUChain, mass: float) -> tuple[float, float]:
-    """Harmonic ground state: spread of the middle atom and of the middle bond (lengths)."""
-    g = solid.GaussianState.normalized(
-        jnp.zeros(chain.n_atoms), jnp.zeros(chain.n_atoms), chain.ground_state_width(mass)
-    )
-    sigma = g.covariance()
+    """Harmonic ground state, Sigma = sum_k phi_k phi_k^T / (2 M omega_k): spread of the middle
+    atom and of the middle bond (lengths). Periodic chains: the zero mode as in
+    `FPUChain.ground_state_width`."""
+    omega, vec = (np.asarray(x) for x in chain.normal_modes(mass))
+    omega = np.where(omega > 0, omega, np.min(omega[omega > 0]))
+    sigma = (vec / (2 * mass * omega)) @ vec.T
     mid = chain.n_atoms // 2
-    return float(jnp.sqrt(sigma[mid, mid])), float(jnp.sqrt(chain.bond_variances(sigma)[mid]))
+    bond = np.asarray(chain.bond_variances(jnp.asarray(sigma)))[mid]
+    return float(np.sqrt(sigma[mid, mid])), float(np.sqrt(bond))
 
 
 def _initial(cfg: LocalizationConfig, mass: float) -> solid.GaussianState:
