@@ -213,7 +213,10 @@ def test_anharmonic_oscillator_error_against_grid(grid, capsys):
 
 def _collision_cfg(**kw):
     base = dict(
-        chain=ChainSection(n_atoms=N), velocity=2.0, n_keys=2, smooth_width=9,
+        chain=ChainSection(n_atoms=N),
+        velocity=2.0,
+        n_keys=2,
+        smooth_width=9,
         time=collision.CollisionTime(t_max=300.0, n_times=T),
     )
     return collision.CollisionConfig(**(base | kw))
@@ -245,8 +248,12 @@ def test_collision_experiment_runs_and_plots():
 
 def _localization_cfg():
     return localization.LocalizationConfig(
-        chain=ChainSection(n_atoms=N), masses=[1e4, 1e5, 1e6], energy_per_atom=0.5,
-        ground_n_values=[4, N], fit_from=10.0, time=localization.LocalizationTime(t_max=100.0, n_times=T),
+        chain=ChainSection(n_atoms=N),
+        masses=[1e4, 1e5, 1e6],
+        energy_per_atom=0.5,
+        ground_n_values=[4, N],
+        fit_from=10.0,
+        time=localization.LocalizationTime(t_max=100.0, n_times=T),
     )
 
 
