@@ -770,14 +770,17 @@ class ThawedGaussian(eqx.Module):
         return solve_ode(self, self.pack(state0), tsave, method=method, options=options)
 
 
+# `lax.map`, not `vmap`: a vmapped `solve`/`slogdet` becomes one batched LAPACK LU, whose
+# `ParallelBatchMap` on XLA's CPU thread pool deadlocked twice in the 801-time collision
+# run (jaxlib 0.10.2: every pool thread idle, the caller waiting on its counter).
 @eqx.filter_jit
 def _observe(model: ThawedGaussian, states: Array) -> "GaussianObservables":
-    return jax.vmap(model.observables)(states)
+    return jax.lax.map(model.observables, states)
 
 
 @eqx.filter_jit
 def _unpack_batch(model: ThawedGaussian, states: Array) -> GaussianState:
-    return jax.vmap(model.unpack)(states)
+    return jax.lax.map(model.unpack, states)
 
 
 class GaussianObservables(eqx.Module):
