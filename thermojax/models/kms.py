@@ -193,7 +193,9 @@ def mixed_field_ising(
 
     Args:
         n_sites: Number of spins $N \ge 1$.
-        J, hx, hz: Couplings (energy).
+        J: Ising coupling (energy).
+        hx: Transverse field (energy).
+        hz: Longitudinal field (energy).
 
     Returns:
         The real symmetric Hamiltonian, shape `(2**N, 2**N)`.
@@ -289,7 +291,8 @@ def check_kms(
     Args:
         spectrum: The rate function.
         n_points: Grid points.
-        rtol, atol: Tolerances.
+        rtol: Relative tolerance.
+        atol: Absolute tolerance, relative to $\max\gamma$.
 
     Returns:
         The largest relative deviation found.
