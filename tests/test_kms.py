@@ -295,6 +295,23 @@ def test_mesolve_matches_dense_exponential(gens3):
         assert np.max(np.abs(np.asarray(res.states) - ref)) < 1e-6
 
 
+def test_interaction_picture_matches_dense_exponential(sys3):
+    import diffrax
+
+    gen = kms.ExactKMS(sys3, 1.0, basis="eigen")
+    ip = kms.InteractionPicture(gen)
+    rho0 = np.zeros((8, 8))
+    rho0[0, 0] = 1.0  # all up, original basis
+    ts = jnp.array([0.0, 4.0, 20.0])
+    method = tj.ODE(stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-10))
+    res = tj.mesolve(ip, [], ip.from_schrodinger(0.0, rho0), ts, method=method)
+    big = np.asarray(kms.ExactKMS(sys3, 1.0).liouvillian())
+    ref = np.stack([(scipy.linalg.expm(big * t) @ rho0.ravel()).reshape(8, 8) for t in ts])
+    assert np.max(np.abs(np.asarray(ip.to_schrodinger(ts, res.states)) - ref)) < 1e-8
+    with pytest.raises(ValueError, match="basis='eigen'"):
+        kms.InteractionPicture(kms.Davies(sys3))
+
+
 def test_gaps_dense_arnoldi_lanczos(sys3):
     gen = kms.ExactKMS(sys3, 1.0, basis="eigen")
     dense = float(kms.spectral_gap(gen))
