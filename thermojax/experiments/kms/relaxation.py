@@ -126,7 +126,7 @@ def plot_result(result: ExperimentResult, cfg: Config) -> dict:
         ax.bar(np.arange(rows) + k * width, vals, width, color=COLORS[name], label=LABELS[name])
     ax.set_xticks(np.arange(rows) + 0.4 - width / 2, [f"N = {n}" for n in cfg.n_sites])
     ax.set(ylabel=r"spectral gap $\Delta$ (J)", title="spectral gaps (missing bar: not computed at this size)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(cfg.generators))
     return {"relaxation": fig, "gaps": fig2}
 
 
