@@ -347,7 +347,7 @@ class Magnus(AbstractMethod):
 
     `order = 2`: exponential midpoint, $U = e^{-ihH(t+h/2)}$.
     `order = 4`: the commutator-free fourth-order Magnus method of Blanes & Moan
-    (J. Comput. Phys. 170, 2001): with the Gauss points $c_{1,2} = 1/2 \mp \sqrt3/6$,
+    (Appl. Numer. Math. 56, 1519 (2006)): with the Gauss points $c_{1,2} = 1/2 \mp \sqrt3/6$,
     $U = e^{-ih(\alpha_2H_1 + \alpha_1H_2)}e^{-ih(\alpha_1H_1 + \alpha_2H_2)}$,
     $\alpha_{1,2} = 1/4 \pm \sqrt3/6$. For a Hamiltonian linear in $t$ this is exactly
     $U = e^{-i\frac h2 H(t + 5h/6)}\,e^{-i\frac h2 H(t + h/6)}$: two half steps whose
