@@ -25,6 +25,12 @@ calls unless marked cold. The baselines get their initial states for free.
 
 Run:  python benchmarks/driven.py [--dim 1000] [--states 64] [--skip-qutip] [--skip-magnus]
       python benchmarks/driven.py --quick        (d = 200, 16 states: a smoke test)
+
+On a shared, loaded machine pin every library to one thread, so that no BLAS thread pool
+spins against the others (multi-threaded OpenBLAS eigh ran 15x slower at load 8 here):
+
+      OPENBLAS_NUM_THREADS=1 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false \
+          intra_op_parallelism_threads=1" python benchmarks/driven.py
 """
 
 import argparse
@@ -161,7 +167,8 @@ def main(args):
         return states @ u0.conj()
 
     print(f"d = {dim}, {nst} states, eps = {eps}, t = 0..50, {tsave.size} saves; load average "
-          f"{os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS = {os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}")
+          f"{os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS = {os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"XLA_FLAGS = {os.environ.get('XLA_FLAGS', 'unset')!r}")
     t_ref, (ref, nfev) = timed(lambda: scipy_path(h0, v, eps, psi0, tsave, 1e-12))
     system = dr.DrivenSystem.from_matrices(h0, v, eps)
     t_occ, occ = timed(lambda: Occupations(system, tsave))

@@ -83,6 +83,8 @@ def test_norm_conserved_and_eps_moves_eta(small):
     assert np.max(np.abs(m.norm - 1.0)) < 1e-8
     assert np.max(np.abs(m.eta - m.eta[:1])) > 1e-2  # the drive spreads eta (the eps = 0 test can fail)
     assert np.allclose(jnp.sum(m.eta, -1) * grid.width + m.outside, 1.0, atol=1e-8)
+    assert abs(float(m.index_variance[0]) - 1.25) < 1e-12  # four adjacent levels: Var{0, 1, 2, 3} = 5/4
+    assert float(m.index_variance[-1]) > 2.0
     # mean and variance from the levels agree with the histogram's to the cell width
     assert np.allclose(m.mean, np.sum(m.eta * grid.centers[None, :], -1) * grid.width, atol=grid.width)
 

@@ -63,6 +63,20 @@ def test_fit_gradient_matches_finite_differences(problem):
     assert float(jnp.max(jnp.abs(jac - jac_fd))) < 1e-3 * float(jnp.max(jnp.abs(jac_fd)))
 
 
+def test_index_scale_recovers_known_multiplier():
+    cfg = CoefficientConfig(experiment="driven_coefficient", dim=200, realisations=8)
+    tsave = np.linspace(0.0, 40.0, 9)
+    eps = 0.001  # lambda <= 0.04: the closed forms change by < 0.5% over the run
+    unit = cm.fit_index_scale(cfg, {"index_variance": np.zeros((8, 9))}, tsave, eps)  # no spreading: c = 0
+    assert abs(unit["scale"]) < 1e-12
+    # D_golden Sigma^2 = eps^2 pi Sigma^3 sigma^2 at E = 0: data with c = 0.8 and realisation noise
+    rate = eps**2 * np.pi * (200 / np.pi) ** 3 / 200
+    noise = np.random.default_rng(1).normal(scale=0.005, size=(8, 9))
+    data = {"index_variance": 2 * 0.8 * rate * tsave[None, :] + noise * tsave[None, :] / 40}
+    fit = cm.fit_index_scale(cfg, data, tsave, eps)
+    assert 0.0 < fit["stderr"] < 0.05 and abs(fit["scale"] - 0.8) < 3 * fit["stderr"] + 0.005
+
+
 def test_jackknife_of_a_mean_is_the_standard_error():
     x = np.random.default_rng(0).normal(size=12)
     full, se, loo = cm.jackknife(lambda keep: x[keep].mean(), 12)

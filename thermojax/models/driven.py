@@ -627,6 +627,11 @@ class Measurement(eqx.Module):
         mean: $\langle E\rangle = \sum_n \bar p_n E_n$ of the mixture, `(T,)`.
         variance: $\sum_n \bar p_n (E_n - \langle E\rangle)^2$ (from the levels, no
             binning), `(T,)`.
+        index_variance: Variance of the level index $n$ (levels in ascending order)
+            under $\bar p_n$, `(T,)`: the spreading in the unfolded spectrum, blind to
+            the drift $u$ and to the wiggles of single levels, which carry the
+            occupations along ($\mathrm{Var}\,n \approx \Sigma^2\mathrm{Var}\,E$ for
+            a narrow distribution in a smooth spectrum).
         norm: $\sum_n p_n$ per state, `(B, T)`.
         outside: Weight of the mixture outside the grid, `(T,)`.
     """
@@ -640,6 +645,7 @@ class Measurement(eqx.Module):
     drift: Array
     mean: Array
     variance: Array
+    index_variance: Array
     norm: Array
     outside: Array
 
@@ -711,10 +717,13 @@ def _measure(system, states, tsave, grid, weights):
         drift = jnp.where(sigma > 0, vsum / jnp.where(sigma > 0, sigma, 1.0), jnp.nan)
         mean = jnp.sum(pm * es.energies) / jnp.sum(pm)
         var = jnp.sum(pm * (es.energies - mean) ** 2) / jnp.sum(pm)
-        return es.energies, p, vel, eta, sigma, drift, mean, var, jnp.sum(p, axis=-1), outside
+        n = jnp.arange(pm.shape[0], dtype=pm.dtype)
+        n_mean = jnp.sum(pm * n) / jnp.sum(pm)
+        n_var = jnp.sum(pm * (n - n_mean) ** 2) / jnp.sum(pm)
+        return es.energies, p, vel, eta, sigma, drift, mean, var, n_var, jnp.sum(p, axis=-1), outside
 
     out = jax.lax.map(one, (tsave, jnp.swapaxes(states, 0, 1)))
-    e, p, vel, eta, sigma, drift, mean, var, norm, outside = out
+    e, p, vel, eta, sigma, drift, mean, var, n_var, norm, outside = out
     return Measurement(
         tsave=tsave,
         energies=e,
@@ -725,6 +734,7 @@ def _measure(system, states, tsave, grid, weights):
         drift=drift,
         mean=mean,
         variance=var,
+        index_variance=n_var,
         norm=norm.T,
         outside=outside,
     )
@@ -903,8 +913,10 @@ def regime_boundaries(level_spacing: float, coupling_rms: float, correlation_tim
 
     * Adiabatic / Landau–Zener below $\varepsilon_{\rm LZ} = \Delta^2/\sigma$: a level
       moves by one spacing relative to its neighbours ($\delta\lambda_c = \Delta/\sigma$)
-      only after the Heisenberg time $1/\Delta$, so transitions are rare
-      Landau–Zener events between neighbours (Wilkinson, J. Phys. A 21, 4021 (1988)).
+      only after the Heisenberg time $1/\Delta$, so transitions are Landau–Zener
+      events at near crossings (Wilkinson, J. Phys. A 21, 4021 (1988)); for the GOE,
+      whose small gaps have a finite density, they give $D \propto \varepsilon^{3/2}$,
+      i.e. $D/\varepsilon^2$ *above* the golden rule.
     * Sudden / non-perturbative above $\varepsilon_{\rm prt} =
       \sqrt{\Delta/t_c^3}/\sigma$: the golden-rule width
       $\Gamma(\delta\lambda) = 2\pi\sigma^2\delta\lambda^2/\Delta$ reached within one
@@ -1122,8 +1134,8 @@ class Smoluchowski(eqx.Module):
         source = zero if source is None else source
         c, f = grid.centers, grid.edges
 
-        def table(fn, x):
-            return jnp.stack([jnp.broadcast_to(jnp.asarray(fn(x, t), float), x.shape) for t in knots])
+        def table(fn, x):  # one vmapped evaluation over the knots
+            return jax.vmap(lambda t: jnp.broadcast_to(jnp.asarray(fn(x, t), float), x.shape))(knots)
 
         return cls(
             grid=grid,

@@ -23,6 +23,7 @@ from .. import ExperimentResult, register, stage
 from ._common import (
     CORRELATION_TIMES,
     DrivenConfig,
+    fit_index_scale,
     fit_with_jackknife,
     goe_pde,
     jackknife,
@@ -57,6 +58,7 @@ def _fits(cfg: CoefficientConfig, data: dict, tsave) -> dict:
     out["constant"] = fit_with_jackknife(
         cfg, data, goe_pde(cfg, cfg.epsilon, tsave, "constant"), tsave, init=golden0
     )
+    out["index"] = fit_index_scale(cfg, data, tsave, cfg.epsilon)
     return out
 
 
@@ -124,6 +126,8 @@ def _summary(cfg: CoefficientConfig, data: dict, fits: dict, curves: dict) -> di
         "diffusion_coefficient": coefficient,
         "constant_diffusion": {"value": fits["constant"]["scale"], "stderr": fits["constant"]["stderr"],
                                "ratio_golden_closed_form": fits["constant"]["scale"] / closed},
+        "level_index_scale": {"value": fits["index"]["scale"], "stderr": fits["index"]["stderr"],
+                              "note": "c from the variance of the level index (drift and level wiggles removed)"},
         "eq47_multiplier": {"value": fits["eq47"]["scale"], "stderr": fits["eq47"]["stderr"],
                             "without_quantum_term": fits["eq47_classical"]["scale"],
                             "without_quantum_term_stderr": fits["eq47_classical"]["stderr"]},

@@ -45,6 +45,14 @@ class ProfileConfig(DrivenConfig):
     snapshots: int = Field(4, ge=2, le=12)
 
 
+def excess_kurtosis(eta: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Excess kurtosis of histograms `eta (..., J)` on cell centres (0 for a Gaussian)."""
+    w = eta / eta.sum(-1, keepdims=True)
+    mean = (w * centers).sum(-1, keepdims=True)
+    var = (w * (centers - mean) ** 2).sum(-1)
+    return (w * (centers - mean) ** 4).sum(-1) / var**2 - 3.0
+
+
 def _curves(cfg: ProfileConfig, data: dict, tsave, scale: float) -> dict:
     means = realisation_means(data)
     grid = cfg.grid()
@@ -55,6 +63,8 @@ def _curves(cfg: ProfileConfig, data: dict, tsave, scale: float) -> dict:
         norm, mean, var = (np.asarray(x) for x in dr.distribution_moments(states, grid))
         out[f"{name}_eta"], out[f"{name}_norm"], out[f"{name}_mean"], out[f"{name}_var"] = states, norm, mean, var
         out[f"{name}_l1"] = grid.width * np.abs(states - means["eta"]).sum(-1)
+        out[f"{name}_kurtosis"] = excess_kurtosis(states, np.asarray(grid.centers))
+    out["exact_kurtosis"] = excess_kurtosis(means["eta"], np.asarray(grid.centers))
     return out
 
 
@@ -63,8 +73,10 @@ def run(cfg: ProfileConfig) -> ExperimentResult:
     key = jax.random.key(cfg.seed)
     tsave = np.linspace(0.0, cfg.t_max, cfg.n_times)
     data = simulate_realisations(cfg, cfg.epsilon, tsave, key, "exact")
-    fit = stage("fit", lambda: {"fit": fit_with_jackknife(cfg, data, goe_pde(cfg, cfg.epsilon, tsave, "golden"),
-                                                           tsave, kind="profile")})["fit"]
+    pde = goe_pde(cfg, cfg.epsilon, tsave, "golden")
+    fits = stage("fit", lambda: {"profile": fit_with_jackknife(cfg, data, pde, tsave, kind="profile"),
+                                 "variance": fit_with_jackknife(cfg, data, pde, tsave, kind="variance")})
+    fit = fits["profile"]
     curves = stage("pde", lambda: _curves(cfg, data, tsave, fit["scale"]))
     means = realisation_means(data)
     closed = cfg.golden(cfg.epsilon)
@@ -79,12 +91,17 @@ def run(cfg: ProfileConfig) -> ExperimentResult:
             "profile_scale": {"value": fit["scale"], "stderr": fit["stderr"],
                               "stderr_curvature": fit["stderr_curvature"],
                               "error": f"jackknife over {cfg.realisations} realisations"},
+            "variance_scale": {"value": fits["variance"]["scale"], "stderr": fits["variance"]["stderr"],
+                               "note": "c fitted to the variance increase, as in driven_coefficient"},
             "diffusion_coefficient": {"value": fit["scale"] * closed, "stderr": fit["stderr"] * closed,
                                       "golden_rule": eps2 * float(np.mean(data["golden"])),
                                       "eq47": eps2 * float(np.mean(data["g2"]))},
         },
         "norm_change_at_t_max": {k: float(curves[f"{k}_norm"][-1] - 1.0) for k in FORMS},
         "l1_distance_at_t_max": {k: float(curves[f"{k}_l1"][-1]) for k in FORMS},
+        "excess_kurtosis": {"t": [float(x) for x in tsave[1::max(1, len(tsave) // 5)]],
+                            **{k: [float(x) for x in curves[f"{k}_kurtosis"][1::max(1, len(tsave) // 5)]]
+                               for k in ("exact", "fitted", "golden")}},
         "exact_mean_shift": float(data["mean"].mean(0)[-1] - data["mean"].mean(0)[0]),
         "pde_mean_shift": {k: float(curves[f"{k}_mean"][-1] - curves[f"{k}_mean"][0]) for k in FORMS},
         "weight_outside_grid_max": float(data["outside"].max()),
@@ -101,7 +118,12 @@ def plot_profile(result: ExperimentResult, cfg: ProfileConfig) -> dict[str, plt.
     a, s = result.arrays, result.summary
     t = a["tsave"]
     picks = np.unique(np.linspace(0, t.size - 1, cfg.snapshots).round().astype(int))
-    fig, ax = plot.subplots(1, len(picks) + 1, width=3.6, height=3.3)
+    ncol = 3
+    nrow = -(-(len(picks) + 2) // ncol)
+    fig, axes = plot.subplots(nrow, ncol, width=3.9, height=3.2)
+    ax = list(np.ravel(axes))
+    for extra in ax[len(picks) + 2:]:
+        extra.set_axis_off()
     styles = {"fitted": ("C0", "-"), "golden": ("C1", "--"), "eq47_classical": ("C2", ":"), "eq47": ("C3", "-.")}
     for j, k in enumerate(picks):
         ax[j].step(a["centers"], a["eta_exact"][k], where="mid", color="k", lw=1, label="exact (histogram)")
@@ -110,9 +132,13 @@ def plot_profile(result: ExperimentResult, cfg: ProfileConfig) -> dict[str, plt.
         ax[j].set(xlabel="E", title=f"t = {t[k]:.3g}")
     ax[0].set_ylabel("eta(E, t)")
     ax[0].legend(fontsize=6, loc="upper left")
+    p_ax, m_ax = ax[len(picks)], ax[len(picks) + 1]
+    m_ax.plot(t, a["mean_exact"], "o", ms=3, color="k", label="exact")
     for name, (col, ls) in styles.items():
-        ax[-1].plot(t, a[f"{name}_norm"] - 1.0, color=col, ls=ls, label=LABELS[name])
-    ax[-1].set(xlabel="t", ylabel="integral of eta dE - 1", title="probability")
+        p_ax.plot(t, a[f"{name}_norm"] - 1.0, color=col, ls=ls, label=LABELS[name])
+        m_ax.plot(t, a[f"{name}_mean"], color=col, ls=ls)
+    p_ax.set(xlabel="t", ylabel="integral of eta dE - 1", title="probability")
+    m_ax.set(xlabel="t", ylabel="<E>", title="mean energy (drift u = <V_nn>_E)")
     fc = s["fits"]["profile_scale"]
     plot.caption(fig, f"d = {cfg.dim}, eps = {cfg.epsilon:g}, E0 = {cfg.energy:g}, {cfg.realisations} realisations; "
                  f"fitted c = {fc['value']:.3f} +- {fc['stderr']:.3f}; regime: {s['regime']}")

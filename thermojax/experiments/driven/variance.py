@@ -8,7 +8,16 @@ of the parameter, $\lambda = \varepsilon t \in [0, \lambda_{\max}]$ (so $t_{\max
 * a straight line $\mathrm{Var}\,E(t) = a + 2D_{\rm lin}t$ (the naive estimate; it
   also counts the spreading of the spectrum by the drift $u(E) \propto E$);
 * $D = c\,\varepsilon^2\pi\Sigma\langle|V_{nm}|^2\rangle$ at $(E_0, t = 0)$ from the
-  PDE fit of `driven_coefficient` (drift and level density included).
+  PDE fit of `driven_coefficient` (drift and level density included);
+* the same multiplier from the variance of the level index $n$
+  (`thermojax.experiments.driven._common.fit_index_scale`): the unfolded spectrum
+  removes the drift and the wiggles of single levels, which move the energy of an
+  occupation without any transition.
+
+Rates whose window $t_{\max}$ is shorter than $5t_c$, or whose distribution leaves the
+grid, are marked: the spreading has not become diffusive there (at a fixed range of
+$\lambda$ the window shrinks as $1/\varepsilon$) and a diffusion fit underestimates
+$D$.
 
 $D/\varepsilon^2$ against $\varepsilon$ is drawn with the regime boundaries
 $\varepsilon_{\rm LZ}$, $\varepsilon_{\rm prt}$ measured from the spectra
@@ -24,7 +33,7 @@ from pydantic import Field, field_validator
 from ... import plot
 from ...fit import fit_least_squares
 from .. import ExperimentResult, register, stage
-from ._common import DrivenConfig, fit_with_jackknife, goe_pde, jackknife, regime_summary, simulate
+from ._common import DrivenConfig, fit_index_scale, fit_with_jackknife, goe_pde, jackknife, regime_summary, simulate
 
 __all__ = ["VarianceConfig", "run", "plot_variance"]
 
@@ -38,9 +47,9 @@ class VarianceConfig(DrivenConfig):
     """
 
     epsilons: list[float] = Field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0], min_length=2)
-    lambda_max: float = Field(0.3, gt=0, le=5.0)
-    grid_half_width: float = Field(1.0, gt=0)
-    cells: int = Field(50, ge=8, le=4000)
+    lambda_max: float = Field(0.5, gt=0, le=5.0)
+    grid_half_width: float = Field(1.2, gt=0)
+    cells: int = Field(60, ge=8, le=4000)
 
     @field_validator("epsilons")
     @classmethod
@@ -76,21 +85,26 @@ def _one_rate(cfg: VarianceConfig, i: int, eps: float, key) -> dict:
     def fits():
         fit = fit_with_jackknife(cfg, data, goe_pde(cfg, eps, tsave, "golden"), tsave)
         d_lin, d_lin_se, offset = _linear_fit(data, tsave)
-        return {"fit": fit, "d_lin": d_lin, "d_lin_se": d_lin_se, "offset": offset}
+        index = fit_index_scale(cfg, data, tsave, eps)
+        return {"fit": fit, "d_lin": d_lin, "d_lin_se": d_lin_se, "offset": offset, "index": index}
 
     f = stage(f"fit{i}", fits)
     golden = cfg.golden(eps) / eps**2
     inc = data["variance"] - data["variance"][:, :1]
+    regime = regime_summary(eps, data)
     return {
         "epsilon": eps,
         "t_max": float(tsave[-1]),
-        **{k: v for k, v in regime_summary(eps, data).items() if k in ("regime", "eps_lz", "eps_prt")},
+        "t_max_over_tc": float(tsave[-1] / regime["correlation_time"]),
+        **{k: v for k, v in regime.items() if k in ("regime", "eps_lz", "eps_prt")},
         "scale": f["fit"]["scale"],
         "scale_stderr": f["fit"]["stderr"],
         "D_over_eps2": f["fit"]["scale"] * golden,
         "D_over_eps2_stderr": f["fit"]["stderr"] * golden,
         "D_linear_over_eps2": f["d_lin"] / eps**2,
         "D_linear_over_eps2_stderr": f["d_lin_se"] / eps**2,
+        "D_index_over_eps2": f["index"]["scale"] * golden,
+        "D_index_over_eps2_stderr": f["index"]["stderr"] * golden,
         "golden_over_eps2_data": float(np.mean(data["golden"])),
         "g2_data": float(np.mean(data["g2"])),
         "norm_error_max": float(data["norm_error"].max()),
@@ -129,8 +143,10 @@ def run(cfg: VarianceConfig) -> ExperimentResult:
     for i, r in enumerate(rows):
         for name in ("t", "increase", "increase_sem", "offset"):
             arrays[f"{name}_{i}"] = np.asarray(r[f"_{name}"])
-    for k in ("D_over_eps2", "D_over_eps2_stderr", "D_linear_over_eps2", "D_linear_over_eps2_stderr", "scale"):
+    for k in ("D_over_eps2", "D_over_eps2_stderr", "D_linear_over_eps2", "D_linear_over_eps2_stderr",
+              "D_index_over_eps2", "D_index_over_eps2_stderr", "scale", "t_max_over_tc"):
         arrays[k] = np.array([r[k] for r in public])
+    arrays["outside"] = np.array([r["weight_outside_grid_max"] for r in public])
     return ExperimentResult(arrays=arrays, summary=summary)
 
 
@@ -165,6 +181,12 @@ def plot_variance(result: ExperimentResult, cfg: VarianceConfig) -> dict[str, pl
                    label="PDE fit (drift and Sigma included)")
     ax[1].errorbar(eps * 1.08, a["D_linear_over_eps2"], a["D_linear_over_eps2_stderr"], fmt="s", mfc="none",
                    color="C1", capsize=3, label="straight line")
+    ax[1].errorbar(eps / 1.08, a["D_index_over_eps2"], a["D_index_over_eps2_stderr"], fmt="^", color="C2", capsize=3,
+                   label="level-index variance (no drift, no level wiggles)")
+    short = (a["t_max_over_tc"] < 5) | (a["outside"] > 1e-3)
+    if short.any():
+        ax[1].plot(eps[short], a["D_over_eps2"][short], "x", color="C3", ms=9,
+                   label="t_max < 5 t_c or eta leaves the grid: not diffusive here")
     g = s["golden_over_eps2_closed_form"]
     ax[1].axhline(g, color="k", lw=1, label="golden rule pi Sigma <|V_nm|^2>")
     ax[1].axhline(2 * g, color="C3", lw=1, ls="--", label="eq. 47: G2")
