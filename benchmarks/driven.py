@@ -1,0 +1,223 @@
+"""Benchmark (issue 9, point 4): exact evolution of 64 eigenstates under H(t) = H0 + eps t V.
+
+Problem: H0, V from the GOE at d = 1000 (H0 radius 2, V off-diagonal variance 1/d), the 64
+eigenstates of H(0) nearest to E = 0, eps = 0.01, t = 0 ... 50 with 51 saves (the golden-rule
+window of `driven_coefficient`). Every method is asked for the occupations p_n(t) of the
+instantaneous eigenstates of H(eps t) to 1e-8: the printed error is max |dp_n| over all states,
+times and levels against a SciPy DOP853 reference at rtol = atol = 1e-12. Each tolerance-driven
+method is run down a ladder of tolerances and timed at the loosest one that meets 1e-8.
+
+    thermojax BatchedODE      Dopri8 through thermojax.solve_ode, the batch as one (d, 64) matrix
+                              ODE in H0's eigenbasis: diagonal H0, one real-V x complex product per
+                              right-hand side as real GEMMs (the default of models.driven.evolve)
+    ... complex GEMM          the same, V cast to complex (isolates the real-arithmetic gain)
+    ... interaction picture   the same equation for e^{i H0 t} psi (removes H0; the V-term then
+                              oscillates at E_n - E_m)
+    thermojax sesolve         thermojax.sesolve on (H0, [(V, f)]) as given, ODE(Dopri8) (one
+                              vmapped ODE per ket)
+    thermojax Magnus          fourth-order commutator-free Magnus, two eigh per step
+    SciPy solve_ivp           DOP853 on the 64 states as one complex ODE, H(t) = H0 + eps t V formed
+                              per right-hand side (one complex GEMM)
+    QuTiP sesolve             [H0, [V, f]] with f(t) = eps t, dense, looping over the 64 states
+
+thermojax times include building the system (eigh of H0, V in its eigenbasis); warm (compiled)
+calls unless marked cold. The baselines get their initial states for free.
+
+Run:  python benchmarks/driven.py [--dim 1000] [--states 64] [--skip-qutip] [--skip-magnus]
+      python benchmarks/driven.py --quick        (d = 200, 16 states: a smoke test)
+
+On a shared, loaded machine pin every library to one thread, so that no BLAS thread pool
+spins against the others (multi-threaded OpenBLAS eigh ran 15x slower at load 8 here):
+
+      OPENBLAS_NUM_THREADS=1 XLA_FLAGS="--xla_cpu_multi_thread_eigen=false \
+          intra_op_parallelism_threads=1" python benchmarks/driven.py
+"""
+
+import argparse
+import os
+import subprocess
+import time
+
+import diffrax as dfx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.integrate import solve_ivp
+
+import thermojax as tj
+from thermojax.models import driven as dr
+from thermojax.operators import matmul
+
+TARGET = 1e-8
+
+
+def timed(fn, repeat=1):
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def problem(dim, n_states):
+    k0, kv = jax.random.split(jax.random.key(0))
+    h0 = np.asarray(tj.spectra.goe_matrix(k0, dim))
+    v = np.asarray(tj.spectra.goe_matrix(kv, dim))
+    e0, u0 = np.linalg.eigh(h0)
+    idx = dr.nearest_levels(e0, 0.0, n_states)
+    return h0, v, e0, u0, idx
+
+
+class Occupations:
+    """Instantaneous eigenbases at the save times (computed once), in H0's eigenbasis."""
+
+    def __init__(self, system, tsave):
+        self.vectors = [np.asarray(system.eigensystem(t).vectors) for t in tsave]
+
+    def __call__(self, states_eig):  # (B, T, d) in H0's eigenbasis
+        return np.stack([np.abs(states_eig[:, k] @ w) ** 2 for k, w in enumerate(self.vectors)], axis=1)
+
+
+# ----------------------------------------------------------------------------------
+# thermojax variants
+# ----------------------------------------------------------------------------------
+
+
+def _complex_field(t, y, s):
+    return -1j * (s.energies0[:, None] * y + s.parameter(t) * (s.coupling.astype(complex) @ y))
+
+
+def _interaction_field(t, y, s):
+    ph = jnp.exp(1j * s.energies0 * t)[:, None]
+    return -1j * s.parameter(t) * ph * matmul(s.coupling, jnp.conj(ph) * y)
+
+
+def batched(h0, v, eps, idx, tsave, tol, field=None):
+    system = dr.DrivenSystem.from_matrices(h0, v, eps)
+    psi0 = system.eigenstates(idx)
+    ode = tj.ODE(dfx.Dopri8(), dfx.PIDController(rtol=tol, atol=tol))
+    if field is None:
+        return dr.evolve(system, psi0, tsave, method=dr.BatchedODE(ode)).states
+    res = tj.solve_ode(field, psi0.T, tsave, args=system, method=ode)
+    states = jnp.transpose(res.states, (2, 0, 1))
+    if field is _interaction_field:
+        states = states * jnp.exp(-1j * system.energies0[None, None, :] * tsave[None, :, None])
+    return states
+
+
+def magnus(h0, v, eps, idx, tsave, dt):
+    system = dr.DrivenSystem.from_matrices(h0, v, eps)
+    return dr.evolve(system, system.eigenstates(idx), tsave, method=dr.Magnus(dt)).states
+
+
+def sesolve_path(h0, v, eps, psi0, tsave, tol):
+    ode = tj.ODE(dfx.Dopri8(), dfx.PIDController(rtol=tol, atol=tol))
+    return tj.sesolve((h0, [(eps * v, dr._linear)]), psi0, tsave, method=ode).states
+
+
+# ----------------------------------------------------------------------------------
+# baselines
+# ----------------------------------------------------------------------------------
+
+
+def scipy_path(h0, v, eps, psi0, tsave, tol):
+    d, b = psi0.shape[1], psi0.shape[0]
+
+    def f(t, y):
+        return (-1j * ((h0 + (eps * t) * v) @ y.reshape(d, b))).ravel()
+
+    sol = solve_ivp(f, (tsave[0], tsave[-1]), psi0.T.ravel(), method="DOP853", t_eval=tsave, rtol=tol, atol=tol)
+    return np.transpose(sol.y.reshape(d, b, -1), (1, 2, 0)), sol.nfev
+
+
+def qutip_path(h0, v, eps, psi0, tsave, tol):
+    import qutip
+
+    hq = qutip.QobjEvo([qutip.Qobj(h0), [qutip.Qobj(v), lambda t: eps * t]])
+    opts = {"atol": tol, "rtol": tol, "nsteps": 10**7, "store_states": True}
+    out = [qutip.sesolve(hq, qutip.Qobj(p.reshape(-1, 1)), tsave, options=opts).states for p in psi0]
+    return np.stack([np.stack([s.full().ravel() for s in traj]) for traj in out])
+
+
+def ladder(name, run, tols, occ, p_ref, to_eig, rows, repeat=1, warm=False, what="tol"):
+    """Run down the tolerances; time and record the loosest one meeting TARGET. With `warm`
+    (thermojax), a first call compiles and its time is reported as `cold`."""
+    for tol in tols:
+        cold = timed(lambda: run(tol))[0] if warm else None
+        t, out = timed(lambda: run(tol), repeat=repeat)
+        states, extra = out if isinstance(out, tuple) else (out, "")
+        err = float(np.abs(occ(to_eig(np.asarray(states))) - p_ref).max())
+        note = f"{what} {tol:.2g}" + (f", cold {cold:.1f} s" if warm else "")
+        note += f", {extra} evaluations" if extra else ""
+        print(f"  {name:<44} {t:8.2f} s, max|dp| {err:.1e}  ({note})", flush=True)
+        if err <= TARGET:
+            rows[name] = (t, err, note)
+            return
+    rows[name] = (t, err, note + " (target missed)")
+
+
+def main(args):
+    dim, nst = (200, 16) if args.quick else (args.dim, args.states)
+    eps, tsave = 0.01, np.linspace(0.0, 50.0, 51)
+    h0, v, e0, u0, idx = problem(dim, nst)
+    psi0 = u0[:, idx].T.astype(complex)  # (B, d) in the given basis
+
+    def to_eig(states):  # given basis -> H0's eigenbasis
+        return states @ u0.conj()
+
+    print(f"d = {dim}, {nst} states, eps = {eps}, t = 0..50, {tsave.size} saves; load average "
+          f"{os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS = {os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"XLA_FLAGS = {os.environ.get('XLA_FLAGS', 'unset')!r}")
+    t_ref, (ref, nfev) = timed(lambda: scipy_path(h0, v, eps, psi0, tsave, 1e-12))
+    system = dr.DrivenSystem.from_matrices(h0, v, eps)
+    t_occ, occ = timed(lambda: Occupations(system, tsave))
+    p_ref = occ(to_eig(ref))
+    print(f"  reference: SciPy DOP853 1e-12 in {t_ref:.1f} s ({nfev} evaluations); {tsave.size} eigh in {t_occ:.1f} s")
+
+    rows = {}
+    ident = lambda s: s
+    tj_tols = [1e-8, 3e-9, 1e-9, 3e-10, 1e-10]
+    ladder("thermojax BatchedODE (default)", lambda tol: batched(h0, v, eps, idx, tsave, tol), tj_tols, occ, p_ref,
+           ident, rows, repeat=2, warm=True)
+    ladder("thermojax BatchedODE, complex GEMM", lambda tol: batched(h0, v, eps, idx, tsave, tol, _complex_field),
+           tj_tols, occ, p_ref, ident, rows, warm=True)
+    ladder("thermojax BatchedODE, interaction picture",
+           lambda tol: batched(h0, v, eps, idx, tsave, tol, _interaction_field), tj_tols, occ, p_ref, ident, rows,
+           warm=True)
+    ladder("thermojax sesolve (H0, [(V, f)])", lambda tol: sesolve_path(h0, v, eps, psi0, tsave, tol),
+           tj_tols[1:], occ, p_ref, to_eig, rows, warm=True)
+    if not args.skip_magnus:
+        ladder("thermojax Magnus (CF4, 2 eigh per step)", lambda dt: magnus(h0, v, eps, idx, tsave, dt),
+               [1.0, 0.5, 0.25], occ, p_ref, ident, rows, warm=True, what="dt")
+    ladder("SciPy solve_ivp DOP853 (batched)", lambda tol: scipy_path(h0, v, eps, psi0, tsave, tol),
+           [1e-8, 3e-9, 1e-9, 3e-10], occ, p_ref, to_eig, rows)
+    if not args.skip_qutip:
+        ladder("QuTiP sesolve (loop over states)", lambda tol: qutip_path(h0, v, eps, psi0, tsave, tol),
+               [1e-8, 1e-9, 1e-10], occ, p_ref, to_eig, rows)
+    report(rows, args)
+
+
+def report(rows, args):
+    base = rows["thermojax BatchedODE (default)"][0]
+    print(f"\n{'method':<44}{'time [s]':>10}{'max|dp|':>10}{'time / default':>16}  note")
+    for name, (t, err, note) in rows.items():
+        print(f"{name:<44}{t:>10.2f}{err:>10.1e}{t / base:>16.2f}  {note}")
+    print()
+    for name, goal in (("SciPy solve_ivp DOP853 (batched)", 3.0), ("QuTiP sesolve (loop over states)", 10.0)):
+        if name in rows:
+            r = rows[name][0] / base
+            print(f"speed-up over {name}: {r:.2f}x (target >= {goal:g}x: {'met' if r >= goal else 'MISSED'})")
+    fastest = min(rows, key=lambda k: rows[k][0] if k.startswith("thermojax") else np.inf)
+    print(f"fastest thermojax path: {fastest}")
+    print(f"load average after the run: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dim", type=int, default=1000)
+    parser.add_argument("--states", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="d = 200, 16 states")
+    parser.add_argument("--skip-qutip", action="store_true")
+    parser.add_argument("--skip-magnus", action="store_true")
+    main(parser.parse_args())
