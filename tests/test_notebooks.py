@@ -14,7 +14,9 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.
 def test_notebook_runs_without_warnings(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # anything a notebook writes lands in a scratch folder
     nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     problems = []
     for i, cell in enumerate(nb.cells):

@@ -27,6 +27,11 @@ def environment() -> dict[str, Any]:
     """Versions of thermojax and its numerical stack, Python, and the JAX device."""
     versions = {}
     for pkg in _PACKAGES:
+        if pkg == "thermojax":  # the source that ran, not a possibly stale install record
+            from thermojax import __version__
+
+            versions[pkg] = __version__
+            continue
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

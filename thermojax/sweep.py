@@ -980,12 +980,9 @@ def run_sweep(
 
 
 def _version() -> str:
-    from importlib import metadata
+    from thermojax import __version__
 
-    try:
-        return metadata.version("thermojax")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "unknown"
+    return __version__
 
 
 # ----------------------------------------------------------------------------------
