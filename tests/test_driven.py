@@ -6,7 +6,6 @@ closed forms), the Smoluchowski PDE (heat kernel, conservation, level flow, eq. 
 source), regimes and input errors.
 """
 
-import doctest
 import math
 
 import diffrax as dfx
@@ -380,8 +379,3 @@ def test_errors(small):
         dr.measure(system, psi0, tsave, grid)
     with pytest.raises(ValueError, match="`indices`"):
         system.eigenstates([40])
-
-
-def test_docstrings():
-    failures, tried = doctest.testmod(dr, optionflags=doctest.ELLIPSIS)
-    assert tried > 15 and failures == 0

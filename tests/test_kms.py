@@ -415,10 +415,3 @@ def test_bad_input_is_refused_with_named_arguments(sys3):
         kms.OpenSystem.ising(2, coupling_strength=-0.1)
     with pytest.raises(ValueError, match="`beta`"):
         kms.OhmicSpectrum(beta=0.0)
-
-
-def test_docstring_examples_run():
-    import doctest
-
-    failures, tried = doctest.testmod(kms, optionflags=doctest.ELLIPSIS)
-    assert tried > 15 and failures == 0

@@ -24,10 +24,13 @@ started by SLURM, Open MPI or with a coordinator (`docs/sweeps.md`).
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -159,6 +162,31 @@ def _finish_dirs(work: Path, final: Path) -> Path:
     return final
 
 
+@contextlib.contextmanager
+def _interrupt_flag(ctx):
+    """Ctrl-C raises `KeyboardInterrupt` as usual and also marks `ctx`, so that an interrupt
+    swallowed inside a callback is raised again at the next stage."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # no handler can be set here, or the caller chose to ignore Ctrl-C (a shell's background job)
+        return
+
+    def handler(signum, frame):
+        ctx.interrupt_requested = True
+        raise KeyboardInterrupt
+
+    def unraisable(info):  # the swallowed interrupt: flagged already, so say nothing here
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            previous_hook(info)
+
+    previous, previous_hook = signal.signal(signal.SIGINT, handler), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
+
+
 def _execute(exp, cfg, work: Path):
     """Run the experiment with its stages kept in `work`; write the run's files there."""
     import matplotlib
@@ -168,8 +196,10 @@ def _execute(exp, cfg, work: Path):
     from .experiments import RunContext
 
     t0 = time.perf_counter()
-    with RunContext(directory=work) as ctx:
+    with RunContext(directory=work) as ctx, _interrupt_flag(ctx):
         result = exp.run(cfg)
+        if ctx.interrupt_requested:  # a Ctrl-C that arrived where Python could not raise it
+            raise KeyboardInterrupt
     result.summary["timings_s"] = {**ctx.timings, "total": time.perf_counter() - t0}
     if ctx.resumed:
         result.summary["resumed_stages"] = list(ctx.resumed)

@@ -145,7 +145,7 @@ class DiaMatrix(eqx.Module):
         d = self.dim
         out = jnp.zeros(x.shape, jnp.result_type(x.dtype, self.diags.dtype))
         for k, o in enumerate(self.offsets):
-            z = x * self.diags[k]
+            z = x * self.diags[k].reshape((1,) * (x.ndim - 1) + (d,))  # explicit rank: no implicit promotion
             lead = z.shape[:-1]
             if o >= 0:
                 shifted = jnp.concatenate([jnp.zeros(lead + (o,), z.dtype), z[..., : d - o]], axis=-1) if o else z

@@ -119,11 +119,15 @@ class RunContext:
             to keep nothing (library use, tests).
         timings: Stage name -> wall seconds (computed stages only).
         resumed: Names of the stages loaded instead of computed.
+        interrupt_requested: Set by the command line's Ctrl-C handler. A
+            `KeyboardInterrupt` raised where Python cannot pass it on (a garbage-collector
+            callback, for one) would be lost; the next `stage` raises it again.
     """
 
     directory: Path | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     resumed: list[str] = dataclasses.field(default_factory=list)
+    interrupt_requested: bool = False
 
     def __enter__(self):
         _ACTIVE.append(self)
@@ -186,6 +190,8 @@ def stage(name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         ([0, 1, 4], 'ok')
     """
     ctx = active_run()
+    if ctx.interrupt_requested:
+        raise KeyboardInterrupt
     folder = None if ctx.directory is None else Path(ctx.directory) / "stages"
     if folder is not None and (folder / f"{name}.done").exists():
         with np.load(folder / f"{name}.npz", allow_pickle=False) as f:
