@@ -10,8 +10,8 @@ import pytest
 import scipy.special
 
 from thermojax.experiments.sweeps import alpha_n, kappa_scaling
-from thermojax.experiments.sweeps.kappa_scaling import KappaScalingConfig, _power_law, memory_time
-from thermojax.models.heat_chain import HeatChain, HeatChainParams, random_band_state
+from thermojax.experiments.sweeps.kappa_scaling import KappaScalingConfig, _power_law
+from thermojax.models.heat_chain import HeatChain, HeatChainParams, memory_time, random_band_state
 from thermojax.sweep import run_point
 
 W = 0.05

@@ -36,7 +36,14 @@ from pydantic import Field, model_validator
 from ... import plot
 from ...config import ExperimentConfig, FitOptions, TimeGrid
 from ...fit import fit_least_squares
-from ...models.heat_chain import HeatChain, HeatChainParams, ham_populations, memory_estimate, random_band_state
+from ...models.heat_chain import (
+    HeatChain,
+    HeatChainParams,
+    ham_populations,
+    memory_estimate,
+    memory_time,
+    random_band_state,
+)
 from ...sweep import Point, PointKernel, PointResult, SweepTable, register_kernel, run_point
 from .. import ExperimentResult, register
 from ..heat_chain.relaxation import _populations_at
@@ -85,54 +92,6 @@ class KappaScalingConfig(ExperimentConfig):
                     f"lambda^2 n / de^2 = {b:.3g} (need <= {HAM_SMALL}); set require_ham_regime = false to run it"
                 )
         return self
-
-
-def memory_time(band_energies, ts, band_width):
-    r"""The band's second-order time $\tau(t)$ of the HAM rate equations.
-
-    At second order in $\lambda$, the population that leaves a band whose levels
-    $\varepsilon_i$ are equally occupied, into a neighbouring band with the same levels
-    and couplings $E|v_{ij}|^2 = 1$, is
-    $\frac{\lambda^2}{n}\sum_{ij}\frac{2(1-\cos\omega_{ij}t)}{\omega_{ij}^2}$,
-    $\omega_{ij} = \varepsilon_i-\varepsilon_j$ ($t^2$ for $\omega = 0$). Divided by
-    the golden-rule rate $\kappa = 2\pi\lambda^2 n/\delta\varepsilon$ (eq. 27) this is
-
-    $$
-    \tau(t) = \frac{\delta\varepsilon}{\pi n^2}\sum_{ij}\frac{1-\cos\omega_{ij}t}{\omega_{ij}^2},
-    $$
-
-    independent of $\lambda$: $P(t) = e^{-\kappa L\tau(t)}P(0)$ is HAM (eqs. 30-32) with
-    the band's memory. Limits: $\tau \approx \delta\varepsilon\,t^2/2\pi$ for
-    $t \ll 1/\delta\varepsilon$ (so $\kappa\tau = \lambda^2 n t^2$, first-order
-    perturbation theory); for a dense band and $1/\delta\varepsilon \ll t \ll$ the
-    Heisenberg time $2\pi n/\delta\varepsilon$,
-    $\tau \approx t - \frac{2}{\pi\delta\varepsilon}(1 + \gamma_E + \ln\delta\varepsilon t)$
-    (the onset and the band edges). $\hbar = 1$.
-
-    Args:
-        band_energies: Levels $\varepsilon_i$ of one band, shape `(n,)`.
-        ts: Times, shape `(T,)`.
-        band_width: $\delta\varepsilon$.
-
-    Returns:
-        $\tau(t)$, shape `(T,)`, in the units of `ts`.
-
-    Example:
-        >>> e = jnp.linspace(0.0, 1.0, 400, endpoint=False) + 0.5 / 400
-        >>> tau = memory_time(e, jnp.array([1e-3, 40.0]), 1.0)
-        >>> round(float(tau[0] / (1e-6 / (2 * jnp.pi))), 4), round(float(tau[1]), 2)
-        (1.0, 36.65)
-    """
-    e = jnp.asarray(band_energies)
-    n = e.shape[0]
-    w = e[:, None] - e[None, :]
-    zero = w == 0
-    w_safe = jnp.where(zero, 1.0, w)
-
-    def one(t):
-        return jnp.sum(jnp.where(zero, 0.5 * t**2, (1.0 - jnp.cos(w * t)) / w_safe**2))
-
-    return band_width / (jnp.pi * n**2) * jax.lax.map(one, jnp.asarray(ts))
 
 
 def _compute(g: KappaScalingConfig, inp):
