@@ -9,7 +9,6 @@ Compile budget: every chain run goes through `_common.integrate` with N = 8, 201
 array tolerances, so each (forces, representation) pair compiles once for all tests.
 """
 
-import doctest
 
 import diffrax as dfx
 import jax
@@ -342,8 +341,3 @@ def test_bad_input_names_the_argument():
         localization.LocalizationConfig(masses=[1.0, 0.0])
     with pytest.raises(pydantic.ValidationError, match="n_atoms"):
         collision.CollisionConfig(chain={"n_atoms": 1})
-
-
-def test_model_docstring_examples():
-    failures, tried = doctest.testmod(solid, optionflags=doctest.ELLIPSIS)
-    assert tried > 10 and failures == 0

@@ -235,3 +235,25 @@ def test_mesolve_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="`unravelling`"):
         tj.ssesolve(jnp.eye(2), [sm], jnp.array([1.0, 0.0]), jnp.linspace(0, 1, 3), jax.random.key(0), ntraj=2,
                     unravelling="photon", method=EulerMaruyama(0.1))
+
+
+@pytest.mark.parametrize("chunk_elements", [2 * 36, 2**22], ids=["scanned-chunks", "one-chunk"])
+def test_stacked_dense_jump_ops_match_the_kron_liouvillian(monkeypatch, chunk_elements):
+    """Seven dense jump operators go through the stacked sandwich (chunks of 2, the last one
+    zero-padded, or one chunk); both give the superoperator built from Kronecker products."""
+    import thermojax.lindblad as lb
+
+    monkeypatch.setattr(lb, "_SANDWICH_CHUNK_ELEMENTS", chunk_elements)
+    rng = np.random.default_rng(3)
+    d, k = 6, 7
+    ops = rng.normal(size=(k, d, d)) + 1j * rng.normal(size=(k, d, d))
+    h = rng.normal(size=(d, d))
+    h = h + h.T
+    rho = rng.normal(size=(d, d)) + 1j * rng.normal(size=(d, d))
+    gen = Lindbladian(h, ops)
+    assert all(o is None for o in gen.jump_offsets)
+    want = (liouvillian(h, ops) @ rho.reshape(-1)).reshape(d, d)
+    np.testing.assert_allclose(gen.rhs(0.0, rho), want, atol=1e-11)
+    herm = rho @ rho.conj().T
+    np.testing.assert_allclose(gen.rhs_hermitian(0.0, herm), (liouvillian(h, ops) @ herm.reshape(-1)).reshape(d, d),
+                               atol=1e-11)
