@@ -16,3 +16,16 @@ def getkey():
         return sub
 
     return _getkey
+
+
+#: Files with the longest runs go first, so that under pytest-xdist (`--dist loadfile`)
+#: the long files start early and the short ones fill the end on both workers.
+_LONG_FIRST = ("test_notebooks.py", "test_cli_runs.py", "test_sweep_runtime.py", "test_oqt_model.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return _LONG_FIRST.index(name) if name in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept

@@ -152,6 +152,7 @@ def test_closed_form_and_dense_agree(setup):
     np.testing.assert_allclose(d_chi(model, dense), expected, rtol=1e-8)
 
 
+@pytest.mark.slow  # the same physics has faster tests in the default run
 def test_diffrax_agrees_with_closed_form_and_dense(getkey):
     """Structured rhs through diffrax (one compilation: Gamma is an array field)."""
     d = 5

@@ -43,6 +43,7 @@ def test_memory_time_matches_the_continuum_closed_form():
     assert lag == pytest.approx(2 / (np.pi * W) * (1 + np.euler_gamma + np.log(u[-1])), rel=5e-3)
 
 
+@pytest.mark.slow  # the same physics has faster tests in the default run
 def test_memory_time_is_the_exact_early_decay_of_a_chain():
     """Population leaving subunit 1 of N = 2 chains (exact eigen-evolution; 8 chains x 16
     random states) against HAM in tau(t), P_1 = (1 + exp(-2 kappa tau)) / 2: they agree
@@ -88,6 +89,7 @@ def test_kappa_point_reproduces_heat_chain_relaxation():
     assert abs(res.headline["kappa"]["ratio"] - 1) < abs(res.headline["kappa_plain"]["ratio"] - 1)
 
 
+@pytest.mark.slow  # the same physics has faster tests in the default run
 def test_alpha_point_reproduces_oqt_relaxation():
     """Same config, same seed: the sweep point's fit is oqt_relaxation's fit at M = n_traj."""
     from thermojax.experiments.oqt.relaxation import (
