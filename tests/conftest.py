@@ -2,10 +2,12 @@ import os
 
 # The test programs are small, so compiling them costs more than running them: the test run
 # (and every subprocess and notebook kernel it starts, which inherit the variable) compiles
-# with XLA's backend optimisation off. Semantics are unchanged; it measured 24% less CPU time
-# on test_oqt_model, test_kms and test_heat_chain. Timings never go into tests.
+# at XLA backend optimisation level 1 of 3. Semantics are unchanged: 13% less CPU time on
+# test_oqt_model, test_kms and test_heat_chain (level 0 saved 24% but changed float32
+# rounding between fusions, which the bitwise same-path tests caught). Timings never go
+# into tests.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -40,6 +40,11 @@ def _cmd(out, chunk):
 
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+    # keep the test run's compile setting (conftest.py), so that subprocesses round as this process does
+    opt = [f for f in os.environ.get("XLA_FLAGS", "").split() if f.startswith("--xla_backend_optimization_level")]
+    flags = " ".join(opt + extra.pop("XLA_FLAGS", "").split())
+    if flags:
+        env["XLA_FLAGS"] = flags
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
