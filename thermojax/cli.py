@@ -83,6 +83,12 @@ def load_config(arg: str | None, overrides: list[str] = ()):
         ConfigError: Naming the key, the problem and the value; a bad `--set` is
             blamed on the override, not on the file.
     """
+    exp, raw, source = _read_raw(arg, overrides)
+    return exp, validate(exp.config, raw, source)
+
+
+def _read_raw(arg: str | None, overrides: list[str]):
+    """The config file with the overrides applied, unvalidated: `(experiment, raw, source)`."""
     from .experiments import get
 
     path = resolve_config_path(arg)
@@ -93,7 +99,7 @@ def load_config(arg: str | None, overrides: list[str] = ()):
         raise ConfigError(f"invalid config {path}:\n  key `experiment`: required key is missing")
     exp = get(raw["experiment"])
     source = str(path) if not overrides else f"{path} with --set {' --set '.join(overrides)}"
-    return exp, validate(exp.config, raw, source)
+    return exp, raw, source
 
 
 def check_config_memory(cfg) -> None:
@@ -272,16 +278,8 @@ def sweep(arg: str, out: str, grid: list[str] = (), seeds: int | None = None, ov
     from .sweep import SweepTable, expand_grid, initialize_distributed, parse_grid, run_sweep
 
     initialize_distributed(**(distributed or {}))  # before any JAX computation
-    from .experiments import get
-
+    exp, raw, source = _read_raw(arg, overrides)
     path = resolve_config_path(arg)
-    raw: dict[str, Any] = read_config_file(path)
-    for o in overrides:
-        set_override(raw, o)
-    if "experiment" not in raw:
-        raise ConfigError(f"invalid config {path}:\n  key `experiment`: required key is missing")
-    exp = get(raw["experiment"])
-    source = str(path) if not overrides else f"{path} with --set {' --set '.join(overrides)}"
     table_raw = raw.pop("sweep", {})
     if not isinstance(table_raw, dict):
         raise ConfigError(f"invalid config {source}:\n  key `sweep`: must be a table, got {table_raw!r}")

@@ -32,14 +32,14 @@ class GOEParams(Section):
     noise: Literal["reduced", "literal"] = "reduced"
 
 
-class RelaxationTrajectories(TrajectoryOptions):
-    """Trajectory ensembles: step, save grid (times in hbar/energy), picture."""
+class GridTrajectories(TrajectoryOptions):
+    """Trajectory ensembles saved on a grid of whole steps: step, save grid (times in
+    hbar/energy), picture."""
 
     t_max: float = Field(3.0, gt=0, description="last save time")
     n_times: int = Field(16, ge=3, description="save times linspace(0, t_max, n_times)")
     picture: Literal["interaction", "schrodinger"] = "interaction"
     chunk_size: int | None = Field(500, ge=1, description="trajectories per compiled chunk")
-    n_show: int = Field(3, ge=0, description="single trajectories drawn")
 
     @model_validator(mode="after")
     def _on_grid(self):
@@ -50,6 +50,12 @@ class RelaxationTrajectories(TrajectoryOptions):
                 f"multiple of dt = {self.dt!r}"
             )
         return self
+
+
+class RelaxationTrajectories(GridTrajectories):
+    """Trajectory ensembles: step, save grid (times in hbar/energy), picture, what is drawn."""
+
+    n_show: int = Field(3, ge=0, description="single trajectories drawn")
 
 
 class AlphaFitParams(FitOptions):

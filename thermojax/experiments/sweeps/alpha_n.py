@@ -17,7 +17,6 @@ point the trajectories run through `jax.lax.map` in batches of
 """
 
 import types
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +24,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ... import plot
-from ...config import ExperimentConfig, FitOptions, TrajectoryOptions
+from ...config import ExperimentConfig, FitOptions
 from ...models.oqt import OQTModel
 from ...spectra import goe_matrix, random_ket
 from ...stats import batch_means
@@ -33,26 +32,11 @@ from ...sweep import Point, PointKernel, PointResult, SweepTable, register_kerne
 from ...trajectories import solve_trajectory
 from .. import ExperimentResult, register
 from ..oqt.common import fit_alpha_n, sse_for
-from ..oqt.relaxation import GOEParams
+from ..oqt.relaxation import GOEParams, GridTrajectories
 
 
-class AlphaTrajectories(TrajectoryOptions):
+class AlphaTrajectories(GridTrajectories):
     """Trajectories of one point: step, save grid (times in hbar/energy), picture."""
-
-    t_max: float = Field(3.0, gt=0, description="last save time")
-    n_times: int = Field(16, ge=3, description="save times linspace(0, t_max, n_times)")
-    picture: Literal["interaction", "schrodinger"] = "interaction"
-    chunk_size: int | None = Field(500, ge=1, description="trajectories per vmapped batch inside a point")
-
-    @model_validator(mode="after")
-    def _on_grid(self):
-        steps = self.t_max / (self.n_times - 1) / self.dt
-        if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
-            raise ValueError(
-                f"t_max / (n_times - 1) = {self.t_max / (self.n_times - 1)!r} must be a positive integer "
-                f"multiple of dt = {self.dt!r}"
-            )
-        return self
 
 
 class AlphaFit(FitOptions):
