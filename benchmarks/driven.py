@@ -36,12 +36,12 @@ spins against the others (multi-threaded OpenBLAS eigh ran 15x slower at load 8 
 import argparse
 import os
 import subprocess
-import time
 
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import timed  # benchmarks/_timing.py (the script folder is on sys.path)
 from scipy.integrate import solve_ivp
 
 import thermojax as tj
@@ -49,15 +49,6 @@ from thermojax.models import driven as dr
 from thermojax.operators import matmul
 
 TARGET = 1e-8
-
-
-def timed(fn, repeat=1):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def problem(dim, n_states):

@@ -33,19 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+from _timing import timed  # benchmarks/_timing.py (the script folder is on sys.path)
 
 from thermojax import ODE, Options, solve_ode
 from thermojax.experiments.heat_chain.histogram import _d2_chunk
 from thermojax.models.heat_chain import HeatChain, deviation_d2, ham_populations, random_band_state
-
-
-def timed(fn, repeat=1):
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def fig2(args):

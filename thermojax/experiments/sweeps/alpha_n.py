@@ -28,11 +28,12 @@ from ...config import ExperimentConfig, FitOptions
 from ...models.oqt import OQTModel
 from ...spectra import goe_matrix, random_ket
 from ...stats import batch_means
-from ...sweep import Point, PointKernel, PointResult, SweepTable, register_kernel, run_point
+from ...sweep import Point, PointKernel, PointResult, SweepTable, register_kernel
 from ...trajectories import solve_trajectory
 from .. import ExperimentResult, register
 from ..oqt.common import fit_alpha_n, sse_for
 from ..oqt.relaxation import GOEParams, GridTrajectories
+from . import run_single_point
 
 
 class AlphaTrajectories(GridTrajectories):
@@ -166,8 +167,7 @@ KERNEL = PointKernel(
 
 def run(cfg: AlphaNConfig) -> ExperimentResult:
     """One point (the config as given; `thermojax sweep` runs the grid)."""
-    res = run_point(KERNEL, cfg)
-    return ExperimentResult(arrays=res.arrays, summary={**res.summary, "fits": res.headline})
+    return run_single_point(KERNEL, cfg)
 
 
 def plot_result(result: ExperimentResult, cfg: AlphaNConfig):

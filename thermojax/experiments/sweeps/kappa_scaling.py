@@ -44,9 +44,10 @@ from ...models.heat_chain import (
     memory_time,
     random_band_state,
 )
-from ...sweep import Point, PointKernel, PointResult, SweepTable, register_kernel, run_point
+from ...sweep import Point, PointKernel, PointResult, SweepTable, register_kernel
 from .. import ExperimentResult, register
 from ..heat_chain.relaxation import _populations_at
+from . import run_single_point
 
 #: eq. 29 read as in `HeatChain.check_validity`: lambda n / de >= 1/2, lambda^2 n / de^2 <= this
 HAM_SMALL = 0.1
@@ -244,8 +245,7 @@ KERNEL = PointKernel(
 
 def run(cfg: KappaScalingConfig) -> ExperimentResult:
     """One point (the config as given; `thermojax sweep` runs the grid)."""
-    res = run_point(KERNEL, cfg)
-    return ExperimentResult(arrays=res.arrays, summary={**res.summary, "fits": res.headline})
+    return run_single_point(KERNEL, cfg)
 
 
 def plot_result(result: ExperimentResult, cfg: KappaScalingConfig):
