@@ -257,3 +257,47 @@ def test_stacked_dense_jump_ops_match_the_kron_liouvillian(monkeypatch, chunk_el
     herm = rho @ rho.conj().T
     np.testing.assert_allclose(gen.rhs_hermitian(0.0, herm), (liouvillian(h, ops) @ herm.reshape(-1)).reshape(d, d),
                                atol=1e-11)
+
+
+# ----------------------------------------------------------------------------- FusedERK
+
+
+@pytest.mark.parametrize("solver", [dfx.Tsit5(), dfx.Dopri5(), dfx.Dopri8()], ids=lambda s: type(s).__name__)
+def test_fused_erk_takes_the_same_steps_as_the_diffrax_solver(solver):
+    """The written-out step (`solvers._fused.FusedERK`) uses the wrapped solver's tableau,
+    so with the same controller it takes as many steps and lands on the same numbers
+    within the tolerance (a step agrees to rounding; rounding in the error estimate then
+    shifts later step sizes by ulps); and the damped oscillator it solves is checked
+    against its closed form. A wrong tableau entry changes the step count and the values."""
+    from thermojax.solvers._fused import FusedERK, fusable
+
+    assert fusable(solver) and not fusable(dfx.Euler()) and not fusable(dfx.Kvaerno5())
+
+    def field(t, y, w):  # damped oscillator, x'' = -w^2 x - 0.1 x' (real state)
+        return jnp.stack([y[1], -(w**2) * y[0] - 0.1 * y[1]])
+
+    ts = jnp.linspace(0.0, 5.0, 11)
+    y0 = jnp.array([1.0, 0.0])
+    method = ODE(solver, dfx.PIDController(rtol=1e-9, atol=1e-9))
+    fused = tj.solve_ode(field, y0, ts, args=2.0, method=method)
+    plain = tj.solve_ode(field, y0, ts, args=2.0, method=ODE(solver, method.stepsize_controller, fused=False))
+    assert fused.method == plain.method == type(solver).__name__
+    assert int(fused.stats["num_steps"]) == int(plain.stats["num_steps"])
+    np.testing.assert_allclose(fused.states, plain.states, rtol=0, atol=1e-8)
+    om = np.sqrt(4.0 - 0.0025)
+    exact = np.exp(-0.05 * np.asarray(ts)) * (np.cos(om * ts) + 0.05 / om * np.sin(om * ts))
+    np.testing.assert_allclose(fused.states[:, 0], exact, atol=1e-7)
+    # reverse mode through diffeqsolve's checkpointed loop works on the written-out step
+    g = jax.grad(lambda w: tj.solve_ode(field, y0, ts, args=w, method=method).states[-1, 0])(2.0)
+    g_ref = jax.grad(lambda w: tj.solve_ode(field, y0, ts, args=w, method=plain_method(method)).states[-1, 0])(2.0)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-8)
+    # forward mode (diffrax's ForwardMode adjoint, as the driven PDE fits use)
+    fwd = ODE(solver, method.stepsize_controller, adjoint=dfx.ForwardMode())
+    gf = jax.jacfwd(lambda w: tj.solve_ode(field, y0, ts, args=w, method=fwd).states[-1, 0])(2.0)
+    np.testing.assert_allclose(gf, g_ref, rtol=1e-6)
+    with pytest.raises(TypeError, match="explicit Runge-Kutta"):
+        FusedERK(dfx.Euler())
+
+
+def plain_method(method):
+    return ODE(method.solver, method.stepsize_controller, fused=False)
