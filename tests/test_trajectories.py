@@ -422,6 +422,23 @@ def test_every_key_type_gives_the_same_numbers_whatever_the_chunk_size(name):
     np.testing.assert_allclose(m, ref.mean["p"], rtol=1e-12)
 
 
+def test_noise_drawn_in_blocks_equals_noise_drawn_per_step(monkeypatch, getkey):
+    """The scan path draws the noise of several steps in one batched call; the numbers are
+    those of one `fold_in(key, n)` draw per step, bitwise (uneven save intervals of 4 and 6
+    steps: one block of 6 draws, masked in the short interval, against six single draws)."""
+    from thermojax.trajectories import _integrate
+
+    sde = ComplexOU(jnp.array(0.5), jnp.array(2.0), jnp.array(0.7), 2)
+    kw = dict(n_traj=4, dt=0.05, store_trajectories=True)
+    ts, key = [0.0, 0.2, 0.5], getkey()
+    assert _integrate._noise_block(6, sde.noise_shape()) == 6
+    blocked = _run(sde, jnp.ones(2, jnp.complex128), ts, key, **kw).ensemble.trajectories
+    monkeypatch.setattr(_integrate, "_NOISE_BLOCK_ELEMENTS", 1)
+    per_step = _run(sde, jnp.ones(2, jnp.complex128), ts, key, **kw).ensemble.trajectories
+    np.testing.assert_array_equal(blocked, per_step)
+    assert not np.allclose(blocked[0], blocked[1])
+
+
 def test_key_types_that_share_key_data_share_trajectories():
     """PRNGKey(7), the raw uint32 pair and key(7) are one threefry key: one set of paths;
     an rbg key gives the paths of its canonical threefry key, and differs from key(7)."""

@@ -160,6 +160,19 @@ def _sample_noise(key, struct, scale):
     return jax.tree.unflatten(treedef, out)
 
 
+#: Largest number of noise elements of one trajectory drawn in one batched call.
+_NOISE_BLOCK_ELEMENTS = 64
+
+
+def _noise_block(m_max: int, struct) -> int:
+    """Steps per batched noise draw: the largest divisor of the steps per save interval
+    whose noise has at most `_NOISE_BLOCK_ELEMENTS` elements per trajectory (1 when the
+    noise of one step is that large)."""
+    size = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(struct))
+    cap = max(1, _NOISE_BLOCK_ELEMENTS // max(size, 1))
+    return max((b for b in range(1, min(m_max, cap) + 1) if m_max % b == 0), default=1)
+
+
 def _sq_norm(y):
     return jnp.sum(jnp.real(y * jnp.conj(y)))
 
@@ -178,10 +191,13 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
     dt = jnp.asarray(cfg.dt, tdt)
     sqrt_dt = jnp.sqrt(dt)
 
-    def step(carry, n):
+    def noise(n):
+        return _sample_noise(jax.random.fold_in(key, n), struct, sqrt_dt)
+
+    def step(carry, n, dw=None):
         y, ok, defect = carry
         t = t0 + dt * n.astype(tdt)
-        dw = _sample_noise(jax.random.fold_in(key, n), struct, sqrt_dt)
+        dw = noise(n) if dw is None else dw
         y_new = y + sde.drift(t, y, args) * dt.astype(y.dtype) + sde.diffusion_mv(t, y, args, dw)
         if cfg.normalize:
             norm = jnp.sqrt(_sq_norm(y_new))
@@ -199,16 +215,27 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
     uniform = len(set(intervals)) <= 1
     m_max = max(intervals, default=0)
 
+    block = _noise_block(m_max, struct)
+
     def interval(carry, xs):
         offset, k = xs
 
-        def inner(c, s):
-            c_new, _ = step(c, offset + s)
+        def inner(c, s, dw):
+            c_new, _ = step(c, offset + s, dw)
             if not uniform:
                 c_new = jax.tree.map(lambda a, b: jnp.where(s < k, a, b), c_new, c)
             return c_new, None
 
-        carry, _ = jax.lax.scan(inner, carry, jnp.arange(m_max))
+        def blk(c, b):
+            # the noise of `block` steps in one batched draw: the same numbers as one
+            # draw per step (fold_in(key, n) per step, vmapped over n), far fewer and
+            # larger random-number kernels (benchmarks/solvers.py, SSE section)
+            steps = b * block + jnp.arange(block)
+            dws = jax.vmap(noise)(offset + steps)
+            c, _ = jax.lax.scan(lambda cc, x: inner(cc, x[0], x[1]), c, (steps, dws))
+            return c, None
+
+        carry, _ = jax.lax.scan(blk, carry, jnp.arange(m_max // block))
         return carry, carry[0]
 
     # Checkpointing the interval: under reverse-mode AD only the states at the saving
