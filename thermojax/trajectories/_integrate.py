@@ -199,13 +199,17 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
         t = t0 + dt * n.astype(tdt)
         dw = noise(n) if dw is None else dw
         y_new = y + sde.drift(t, y, args) * dt.astype(y.dtype) + sde.diffusion_mv(t, y, args, dw)
+        # one reduction serves both checks: the squared norm is finite exactly when every
+        # element is (barring overflow of the sum, which the max_norm check flags anyway)
+        sq = _sq_norm(y_new)
         if cfg.normalize:
-            norm = jnp.sqrt(_sq_norm(y_new))
+            norm = jnp.sqrt(sq)
             defect = jnp.where(ok, jnp.maximum(defect, jnp.abs(norm - 1.0)), defect)
             y_new = y_new / norm.astype(y_new.dtype)
-        ok_new = ok & jnp.all(jnp.isfinite(y_new))
+            sq = jnp.where(jnp.isfinite(norm) & (norm > 0), 1.0, jnp.nan)  # the projected norm
+        ok_new = ok & jnp.isfinite(sq)
         if cfg.max_norm is not None:
-            ok_new = ok_new & (_sq_norm(y_new) <= cfg.max_norm**2)
+            ok_new = ok_new & (sq <= cfg.max_norm**2)
         # A diverged trajectory is frozen at its last good state (and flagged): this keeps
         # NaNs out of the carry, so gradients of averages over the others stay finite.
         y = jnp.where(ok_new, y_new, y)
