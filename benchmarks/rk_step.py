@@ -18,7 +18,6 @@ Run: python benchmarks/rk_step.py   (about 1 minute; quote `uptime` with the num
 
 import os
 import sys
-import time
 
 import jax
 
@@ -28,6 +27,7 @@ import diffrax as dfx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
+from _timing import timed  # noqa: E402
 from solvers import operators  # noqa: E402
 
 from thermojax.lindblad import Lindbladian  # noqa: E402
@@ -35,13 +35,8 @@ from thermojax.solvers._fused import FusedERK  # noqa: E402
 
 
 def _best(fn, arg, repeats=5):
-    jax.block_until_ready(fn(arg))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(arg))
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    jax.block_until_ready(fn(arg))  # compile
+    return timed(lambda: fn(arg), repeat=repeats)[0]
 
 
 def step_cost(solver, field, y0, n=1000):
