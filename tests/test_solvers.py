@@ -280,7 +280,8 @@ def test_fused_erk_takes_the_same_steps_as_the_diffrax_solver(solver):
     y0 = jnp.array([1.0, 0.0])
     method = ODE(solver, dfx.PIDController(rtol=1e-9, atol=1e-9))
     fused = tj.solve_ode(field, y0, ts, args=2.0, method=method)
-    plain = tj.solve_ode(field, y0, ts, args=2.0, method=ODE(solver, method.stepsize_controller, fused=False))
+    unfused = ODE(solver, method.stepsize_controller, fused=False)
+    plain = tj.solve_ode(field, y0, ts, args=2.0, method=unfused)
     assert fused.method == plain.method == type(solver).__name__
     assert int(fused.stats["num_steps"]) == int(plain.stats["num_steps"])
     np.testing.assert_allclose(fused.states, plain.states, rtol=0, atol=1e-8)
@@ -289,7 +290,7 @@ def test_fused_erk_takes_the_same_steps_as_the_diffrax_solver(solver):
     np.testing.assert_allclose(fused.states[:, 0], exact, atol=1e-7)
     # reverse mode through diffeqsolve's checkpointed loop works on the written-out step
     g = jax.grad(lambda w: tj.solve_ode(field, y0, ts, args=w, method=method).states[-1, 0])(2.0)
-    g_ref = jax.grad(lambda w: tj.solve_ode(field, y0, ts, args=w, method=plain_method(method)).states[-1, 0])(2.0)
+    g_ref = jax.grad(lambda w: tj.solve_ode(field, y0, ts, args=w, method=unfused).states[-1, 0])(2.0)
     np.testing.assert_allclose(g, g_ref, rtol=1e-8)
     # forward mode (diffrax's ForwardMode adjoint, as the driven PDE fits use)
     fwd = ODE(solver, method.stepsize_controller, adjoint=dfx.ForwardMode())
@@ -297,7 +298,3 @@ def test_fused_erk_takes_the_same_steps_as_the_diffrax_solver(solver):
     np.testing.assert_allclose(gf, g_ref, rtol=1e-6)
     with pytest.raises(TypeError, match="explicit Runge-Kutta"):
         FusedERK(dfx.Euler())
-
-
-def plain_method(method):
-    return ODE(method.solver, method.stepsize_controller, fused=False)

@@ -12,7 +12,8 @@ of `thermojax.mesolve`.
 everything from it: the Butcher tableau, the order, the dense-output interpolation.
 Only the step is rewritten: each stage input is one expression
 $y_0 + \sum_j a_{ij} k_j$ over the stages already computed, with the tableau's nonzero
-coefficients as constants, which XLA fuses into one pass. It is a diffrax solver, so
+coefficients as constants (one fused pass, materialised before the right-hand side reads
+it). It is a diffrax solver, so
 `diffrax.diffeqsolve` still runs the loop, the step-size controller, saving and the
 adjoints (the step is plain differentiable JAX). The same tableau with the same
 controller takes as many steps as the wrapped solver; one step agrees to rounding,
@@ -29,7 +30,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffrax._solver.runge_kutta import ButcherTableau  # the tableau type of diffrax's ERKs
 
 __all__ = ["FusedERK", "fusable"]
 
@@ -41,7 +41,7 @@ def fusable(solver) -> bool:
     tab = getattr(type(solver), "tableau", None)
     return (
         isinstance(solver, dfx.AbstractERK)
-        and isinstance(tab, ButcherTableau)
+        and isinstance(tab, dfx.ButcherTableau)
         and not tab.implicit
         and tab.b_error is not None
         and np.any(np.asarray(tab.b_error) != 0)
@@ -87,7 +87,7 @@ class FusedERK(dfx.AbstractAdaptiveSolver, dfx.AbstractWrappedSolver):
         return self.solver.interpolation_cls
 
     @property
-    def _tableau(self) -> ButcherTableau:
+    def _tableau(self) -> dfx.ButcherTableau:
         return type(self.solver).tableau
 
     def order(self, terms):
@@ -119,6 +119,9 @@ class FusedERK(dfx.AbstractAdaptiveSolver, dfx.AbstractWrappedSolver):
             f0 = vf(t0, y0)
         fs = [f0]
         for c, a in zip(tab.c, tab.a_lower, strict=True):
+            # materialise each stage input: without the barrier XLA fuses the stage sums
+            # into the right-hand side's reads (rk_step.py: 5.6 vs 8.9 µs per fixed step;
+            # the solid chain at N = 256: 2.95 vs 3.86 ms per step)
             yi = jax.lax.optimization_barrier(y0 + h * _combine(a, fs))
             fs.append(vf(t0 + float(c) * h, yi))
         y1 = y0 + h * _combine(tab.b_sol, fs)
