@@ -90,6 +90,20 @@ print(json.dumps({{"build": build, "cold": cold, "warm": warm, "rhs": per_rhs, "
                   "ok": bool(res.success), "n_jump": int(getattr(gen, "n_jump", 0))}}))
 """
 
+FLOOR = """
+import equinox as eqx
+system = kms.OpenSystem.ising(N)
+t0 = time.perf_counter()
+gen = kms.ExactKMS(system, 1.0, basis="eigen")
+build = time.perf_counter() - t0
+rhs = eqx.filter_jit(lambda g, r: g.rhs_hermitian(0.0, r))
+rho = jnp.asarray(np.outer(psi0, psi0), complex)
+rhs(gen, rho).block_until_ready()
+t0 = time.perf_counter()
+rhs(gen, rho).block_until_ready()
+print(json.dumps({"build": build, "rhs": time.perf_counter() - t0, "n_jump": int(gen.jump.shape[0])}))
+"""  # appended to SETUP after its formatting: plain braces
+
 
 def _child(code: str, cap: float, out: str):
     """Run `code` in a fresh interpreter; return its JSON line or None on timeout/failure."""
@@ -168,10 +182,29 @@ def exact_kms(n_min, n_max, cap, schrodinger_max_n, tmp):
               flush=True)
         rows.append({"n": n, "interaction": ip, "schrodinger": sp, "diff": diff})
         if ip is None:
+            _floor(n, rows, cap, tmp)
             break
     print(f"largest N reached within {cap:g} s: interaction picture {largest['interaction']}, "
           f"Schrödinger picture {largest['schrodinger']} (run up to N = {schrodinger_max_n})")
     return rows
+
+
+def _floor(n, rows, cap, tmp):
+    """Where the solve at `n` was capped: time one right-hand side there and bound the solve
+    from below by the steps the last solved size took (the count falls slowly with N)."""
+    last = next((r["interaction"] for r in reversed(rows) if r["interaction"]), None)
+    probe = _child(SETUP.format(n=n) + FLOOR, cap, f"{tmp}/floor_{n}.npy")
+    if probe is None or last is None:
+        print(f"  N = {n}: no right-hand side within {cap:g} s")
+        return
+    d, r = 2**n, probe["n_jump"]
+    flop = r * 4 * 2 * d**3  # R jump operators, real in the eigenbasis: 4 real d x d products each
+    evals = 6 * last["steps"]  # Tsit5 (FSAL): 6 new evaluations per step
+    print(f"  N = {n}: one right-hand side {probe['rhs']:.2f} s (R = {r}, {flop / 1e12:.2f} TFLOP, "
+          f"{flop / probe['rhs'] / 1e9:.0f} GFLOP/s; build {probe['build']:.1f} s). At the {last['steps']} steps of "
+          f"the last size solved (~{evals} evaluations) the solve needs ~{evals * probe['rhs']:.0f} s; "
+          f"even half as many steps would take ~{0.5 * evals * probe['rhs']:.0f} s.", flush=True)
+    rows[-1]["floor"] = probe
 
 
 def main():
