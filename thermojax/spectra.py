@@ -68,7 +68,9 @@ class Eigensystem(eqx.Module):
     Construct from a dense matrix with `from_hamiltonian` (or `eigh`), or
     from a decomposition you already have: `Eigensystem(energies, vectors)` checks
     the shapes and, when the values are concrete, that the energies are real and
-    ascending and `vectors` is unitary to `1e-8`.
+    ascending and `vectors` is unitary to `1e-8` (`check_unitary=False` skips the
+    last one, a $d^3$ product: 70 ms of a 220 ms setup at $d = 1000$; `eigh` skips it
+    for LAPACK's own output).
 
     Raises:
         ValueError: On wrong shapes, NaN, descending energies or a non-unitary `vectors`.
@@ -84,7 +86,7 @@ class Eigensystem(eqx.Module):
     energies: Float[Array, " d"]
     vectors: Shaped[Array, "d d"]
 
-    def __init__(self, energies: ArrayLike, vectors: ArrayLike):
+    def __init__(self, energies: ArrayLike, vectors: ArrayLike, *, check_unitary: bool = True):
         energies = jnp.asarray(energies)
         vectors = jnp.asarray(vectors)
         if jnp.iscomplexobj(energies):
@@ -108,7 +110,7 @@ class Eigensystem(eqx.Module):
                 )
             if np.any(np.diff(e) < 0):
                 raise ValueError("Argument `energies` must be sorted in ascending order.")
-            err = np.max(np.abs(v.conj().T @ v - np.eye(d))) if d else 0.0
+            err = np.max(np.abs(v.conj().T @ v - np.eye(d))) if d and check_unitary else 0.0
             if err > 1e-8:
                 raise ValueError(
                     f"Argument `vectors` must be unitary (columns = orthonormal eigenvectors): "
@@ -304,7 +306,7 @@ def eigh(
     # symmetrise: the decomposition is then exactly of a Hermitian matrix
     h = 0.5 * (h + h.conj().T)
     energies, vectors = jnp.linalg.eigh(h)
-    return Eigensystem(energies, vectors)
+    return Eigensystem(energies, vectors, check_unitary=False)
 
 
 def degenerate_levels(
