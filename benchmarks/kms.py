@@ -10,6 +10,8 @@
    capped at `--kms-cap` seconds (default 600: "until a call takes 10 minutes"), in the
    interaction picture of H_S (`kms.InteractionPicture`, ~10x fewer steps) and, up to
    `--kms-schrodinger-max-n`, as the plain generator, with the difference between the two.
+   At the first N whose solve is capped, one right-hand side is timed there and the solve
+   is bounded from the step count of the last size solved (`_floor`).
 
 thermojax times are given cold (first call: tracing, XLA compilation and the solve) and
 warm (the same call again); the ratio uses the warm time and, in brackets, the cold one.
