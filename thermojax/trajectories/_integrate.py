@@ -160,6 +160,13 @@ def _sample_noise(key, struct, scale):
     return jax.tree.unflatten(treedef, out)
 
 
+def _step_noise(key, n, struct, scale):
+    """The increments of grid step `n`: `_sample_noise(fold_in(key, n))`. Both paths (scan
+    and diffrax) draw through it, so a trajectory's numbers depend only on its key and the
+    step index, whatever the path, the chunking or the block size of the draws."""
+    return _sample_noise(jax.random.fold_in(key, n), struct, scale)
+
+
 #: Largest number of noise elements of one trajectory drawn in one batched call.
 _NOISE_BLOCK_ELEMENTS = 64
 
@@ -192,7 +199,7 @@ def _solve_scan(cfg: _Config, sde, y0, key, args):
     sqrt_dt = jnp.sqrt(dt)
 
     def noise(n):
-        return _sample_noise(jax.random.fold_in(key, n), struct, sqrt_dt)
+        return _step_noise(key, n, struct, sqrt_dt)
 
     def step(carry, n, dw=None):
         y, ok, defect = carry
@@ -293,7 +300,7 @@ class _MatchedBrownianPath(diffrax.AbstractBrownianPath):
         t0 = jax.lax.stop_gradient(t0)
         t1 = jax.lax.stop_gradient(t1)
         n = jnp.rint((t0 - self.grid_t0) / self.grid_dt).astype(jnp.int32)
-        return _sample_noise(jax.random.fold_in(self.key, n), self.shape, jnp.sqrt(t1 - t0))
+        return _step_noise(self.key, n, self.shape, jnp.sqrt(t1 - t0))
 
 
 class _ProjectedSolver(diffrax.AbstractWrappedSolver):
