@@ -14,3 +14,15 @@ def timed(fn, repeat=1):
         out = jax.block_until_ready(fn())
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def rounds(fns: dict, n: int):
+    """`n` rounds calling each fn in turn, each call `timed` once: `({name: [seconds per
+    round]}, {name: last output})`. Interleaving spreads a shared machine's disturbances
+    over all of them, and round r of one fn can be paired with round r of another."""
+    times, out = {k: [] for k in fns}, {}
+    for _ in range(n):
+        for k, fn in fns.items():
+            t, out[k] = timed(fn)
+            times[k].append(t)
+    return times, out

@@ -32,6 +32,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import _timing  # noqa: E402  (benchmarks/_timing.py; the script folder is on sys.path)
 import diffrax as dfx  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -80,16 +81,8 @@ def interleaved(fns: dict, repeats: int):
     """First (compiling) call of each, then `repeats` rounds calling each in turn; the
     warm time is the minimum over rounds (on a shared machine the least-disturbed run is
     the best estimate of the cost), compile = first - warm."""
-    out, first, warm = {}, {}, {k: [] for k in fns}
-    for k, fn in fns.items():
-        t0 = time.perf_counter()
-        out[k] = fn()
-        first[k] = time.perf_counter() - t0
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            out[k] = fn()
-            warm[k].append(time.perf_counter() - t0)
+    first = {k: _timing.timed(fn)[0] for k, fn in fns.items()}
+    warm, out = _timing.rounds(fns, repeats)
     return {k: (out[k], float(np.min(warm[k])), max(first[k] - float(np.min(warm[k])), 0.0),
                 float(np.median(warm[k]))) for k in fns}
 
