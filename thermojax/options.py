@@ -44,6 +44,14 @@ class ODE(AbstractMethod):
             bookkeeping is 4-15x cheaper on small states on CPU, measured in
             `benchmarks/rk_step.py`). Complex states always use the diffrax step (fusing
             slowed the Kerr `mesolve` 1.7x). `False` always runs the diffrax step.
+        dense: Save by diffrax's dense interpolation (default: one solve, the steps
+            independent of the save times). `False` integrates from one save time to the
+            next (one `diffrax.diffeqsolve` with `SaveAt(t1=True)` per interval), so no
+            step carries the stages that interpolation needs: for large states that is up
+            to 2x less memory traffic per step (a 2 MB chain state at a fixed step,
+            `benchmarks/solid.py`). Each interval then starts afresh: a fixed step is
+            unchanged when the save times lie on its grid; an adaptive controller picks a
+            new first step at every save time (more steps when saves are many).
 
     Example:
         >>> import diffrax
@@ -59,6 +67,7 @@ class ODE(AbstractMethod):
     dt0: float | None = eqx.field(static=True, default=None)
     complex_state: bool = eqx.field(static=True, default=True)
     fused: bool = eqx.field(static=True, default=True)
+    dense: bool = eqx.field(static=True, default=True)
 
 
 class Eigen(AbstractMethod):

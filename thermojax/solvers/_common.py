@@ -91,6 +91,8 @@ def ode_integrate(
     solver = FusedERK(method.solver) if fuse else method.solver
     yi = _to_real(y0) if split else y0
     save_y = lambda yr: save(_from_real(yr, True) if split else yr)  # noqa: E731
+    if not method.dense:
+        return _integrate_by_intervals(field, solver, yi, t0, tsave, args, method, save_y)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
         sol = dfx.diffeqsolve(
@@ -114,6 +116,33 @@ def ode_integrate(
     ok = jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), saved), True)
     status = Status.where(ok | (status != Status.successful), status, Status.nonfinite)
     return saved, stats, status
+
+
+def _integrate_by_intervals(field, solver, y0, t0, tsave, args, method: ODE, save):
+    """`ode_integrate` with `ODE(dense=False)`: one diffeqsolve per interval between save
+    times (`t0` to `tsave[0]`, then `tsave[k]` to `tsave[k + 1]`), `lax.scan` over them."""
+    bounds = jnp.concatenate([jnp.reshape(t0, (1,)).astype(tsave.dtype), tsave])
+
+    def interval(y, tt):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
+            sol = dfx.diffeqsolve(
+                dfx.ODETerm(field), solver, t0=tt[0], t1=tt[1], dt0=method.dt0, y0=y, args=args,
+                saveat=dfx.SaveAt(t1=True), stepsize_controller=method.stepsize_controller,
+                adjoint=method.adjoint, max_steps=method.max_steps, throw=False,
+            )  # fmt: skip
+        y1 = jax.tree.map(lambda v: v[0], sol.ys)
+        # an interval of length zero (t0 = tsave[0]) takes no step and returns y as it is
+        y1 = jax.tree.map(lambda a, b: jnp.where(tt[1] > tt[0], a, b), y1, y)
+        stats = {k: v for k, v in sol.stats.items() if k.startswith("num_")}
+        return y1, (save(y1), stats, status_from_diffrax(sol.result))
+
+    _, (saved, stats, status) = jax.lax.scan(interval, y0, jnp.stack([bounds[:-1], bounds[1:]], axis=1))
+    bad = jnp.argmin(jnp.asarray(status == Status.successful))  # the first failed interval, else 0
+    status = jax.tree.map(lambda v: v[bad], status)
+    ok = jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), saved), True)
+    status = Status.where(ok | (status != Status.successful), status, Status.nonfinite)
+    return saved, {k: jnp.sum(v) for k, v in stats.items()}, status
 
 
 def state_and_expect(e_ops, save_states: bool, is_ket: bool):
