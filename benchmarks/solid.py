@@ -8,7 +8,10 @@ baseline measured in the same run.
    Two representations of the same flow: "width" integrates A itself (Riccati, O(N^3) per
    step) and "tangent" integrates X, P with A = P X^-1 / 2 (O(N^2) per step). Step counts
    that would take longer than the machine allows are timed on fewer steps and reported
-   per step, extrapolated to 10^4 steps (marked "extrapolated").
+   per step, extrapolated to 10^4 steps (marked "extrapolated"). thermojax saves without
+   dense output (`ODE(dense=False)`; SciPy has none without `dense_output=True`), and the
+   row "tangent/64" integrates the tangent columns in blocks of 64
+   (`ThawedGaussian.evolve(column_block=64)`).
 2. Shell dynamics at dimension >= 10^4 (N = 8 oscillators + 1 radiation mode, Q = 8, D =
    12870), both couplings: the matrix-free `ShellHamiltonian` under diffrax Dopri8
    (`thermojax.sesolve`) against SciPy `expm_multiply` on the CSR matrix; plus the cost
@@ -16,7 +19,7 @@ baseline measured in the same run.
 3. The grid reference of the single-oscillator check (`sesolve` with `Eigen` on a
    256-point Fourier grid).
 
-Run: `.venv/bin/python benchmarks/solid.py` (about 10 minutes on two loaded CPU cores;
+Run: `.venv/bin/python benchmarks/solid.py` (about 15 minutes on two CPU cores;
 `--quick` for a short check). Quote `uptime`'s load average with the numbers.
 """
 
@@ -62,21 +65,27 @@ def numpy_field(n, mass, k, beta, representation):
         dg = p @ p / (2 * mass) - v.sum() + 1j * np.trace(a) / mass
         return np.concatenate([p / mass, np.diff(dv), da.real.ravel(), da.imag.ravel(), [dg.real, dg.imag]])
 
-    def tangent(t, y):
-        o = 2 * n
-        q, p = y[:n], y[n:o]
-        xr, xi = y[o : o + nn].reshape(n, n), y[o + nn : o + 2 * nn].reshape(n, n)
+    def tangent(t, y):  # the grid W (2, n, 2n + 2): centre | X or P real | imaginary | phase
+        w = y.reshape(2, n, -1)
+        q, p = w[0, :, 0], w[1, :, 0]
         v, dv, kap = moments(q)
-        return np.concatenate(
-            [p / mass, np.diff(dv), y[o + 2 * nn : o + 4 * nn] / mass, -hess_mv(kap, xr).ravel(),
-             -hess_mv(kap, xi).ravel(), [p @ p / (2 * mass) - v.sum(), 0.0]]
-        )  # fmt: skip
+        out = np.empty_like(w)
+        out[0] = w[1] / mass
+        out[0, :, -1] = 0.0
+        out[1] = -hess_mv(kap, w[0])
+        out[1, :, 0] = np.diff(dv)
+        out[1, :, -1] = 0.0
+        out[1, 0, -1] = p @ p / (2 * mass) - v.sum()
+        return out.ravel()
 
     return width if representation == "width" else tangent
 
 
-def chain_case(n, representation, jax_steps, scipy_steps, dt=0.05):
-    """Time `jax_steps` Tsit5 steps and `scipy_steps` RK45 steps; per-step costs and checks."""
+def chain_case(n, representation, jax_steps, scipy_steps, dt=0.05, block=None):
+    """Time `jax_steps` Tsit5 steps and `scipy_steps` RK45 steps; per-step costs and checks.
+    thermojax saves without dense output (`ODE(dense=False)`, as `solve_ivp` without
+    `dense_output`), and with `block` integrates the tangent columns in blocks
+    (`ThawedGaussian.evolve(column_block=block)`)."""
     mass, k, beta = 1.0, 1.0, 1.0
     chain = solid.FPUChain(n, k, beta)
     rng = np.random.default_rng(0)
@@ -86,10 +95,12 @@ def chain_case(n, representation, jax_steps, scipy_steps, dt=0.05):
     y0 = model.pack(g0)
     f_np = numpy_field(n, mass, k, beta, representation)
     rhs_diff = float(np.max(np.abs(f_np(0.0, np.asarray(y0)) - np.asarray(eqx.filter_jit(model)(0.0, y0)))))
-    method = thermojax.ODE(dfx.Tsit5(), dfx.ConstantStepSize(), dt0=dt, max_steps=max(jax_steps, scipy_steps) + 8)
+    method = thermojax.ODE(
+        dfx.Tsit5(), dfx.ConstantStepSize(), dt0=dt, max_steps=max(jax_steps, scipy_steps) + 8, dense=False
+    )
 
     def run_jax(steps):
-        res = thermojax.solve_ode(model, y0, jnp.array([0.0, steps * dt]), method=method)
+        res = model.evolve(g0, jnp.array([0.0, steps * dt]), method=method, column_block=block)
         return jax.block_until_ready(res.states), int(res.stats["num_steps"])
 
     run_jax(2)  # compile (t1 is traced: no recompilation for another step count)
@@ -104,9 +115,12 @@ def chain_case(n, representation, jax_steps, scipy_steps, dt=0.05):
     same = None
     if scipy_steps <= jax_steps:  # both at t = scipy_steps dt: compare the centres (RK45 vs Tsit5: O(dt^5))
         ys_c, _ = run_jax(scipy_steps)
-        same = float(np.max(np.abs(np.asarray(ys_c[-1][: 2 * n]) - sol.y[: 2 * n, -1])))
+        centre = (lambda y: y.reshape(2, n, -1)[:, :, 0].ravel()) if representation == "tangent" else (
+            lambda y: y[: 2 * n])  # fmt: skip
+        same = float(np.max(np.abs(centre(np.asarray(ys_c[-1])) - centre(sol.y[:, -1]))))
     return {
-        "n": n, "rep": representation, "jax_steps": steps_j, "scipy_steps": steps_s, "t_jax": t_jax, "t_scipy": t_sci,
+        "n": n, "rep": representation, "block": block, "jax_steps": steps_j, "scipy_steps": steps_s,
+        "t_jax": t_jax, "t_scipy": t_sci,
         "per_step_jax": t_jax / steps_j, "per_step_scipy": t_sci / steps_s, "rhs_diff": rhs_diff, "centre_diff": same,
     }  # fmt: skip
 
@@ -169,17 +183,21 @@ def _chain_table(cases):
     print(f"{'N':>5} {'repr':>8} {'jax steps':>9} {'s/step jax':>11} {'scipy steps':>11} {'s/step scipy':>12} "
           f"{'1e4 steps jax':>13} {'1e4 steps scipy':>15} {'ratio':>7}  check")  # fmt: skip
     rows = {}
-    for n, rep, nj, ns in cases:
-        r = rows[n, rep] = chain_case(n, rep, nj, ns)
+    for n, rep, nj, ns, *block in cases:
+        rep_b = rep + (f"/{block[0]}" if block else "")
+        r = rows[n, rep_b] = chain_case(n, rep, nj, ns, block=block[0] if block else None)
+        rep = rep_b
         ej = " " if r["jax_steps"] >= 10_000 else "*"
         chk = f"rhs {r['rhs_diff']:.1e}" + ("" if r["centre_diff"] is None else f", centre {r['centre_diff']:.1e}")
         pj, ps = r["per_step_jax"], r["per_step_scipy"]
         print(f"{n:>5} {rep:>8} {r['jax_steps']:>9} {pj:>11.3e} {r['scipy_steps']:>11} {ps:>12.3e} "
               f"{1e4 * pj:>11.1f}s{ej} {1e4 * ps:>14.1f}s* {ps / pj:>6.1f}x  {chk}")  # fmt: skip
-    print("   * extrapolated from the steps shown (the cost per step is constant at a fixed step)")
+    print("   * extrapolated from the steps shown (the cost per step is constant at a fixed step);"
+          " tangent/b: columns integrated in blocks of b")
     for n in sorted({n for n, _ in rows}):
-        if (n, "tangent") in rows and (n, "width") in rows:
-            t, w = rows[n, "tangent"], rows[n, "width"]
+        tangent = [r for (m, rep), r in rows.items() if m == n and rep.startswith("tangent")]
+        if tangent and (n, "width") in rows:
+            t, w = min(tangent, key=lambda r: r["per_step_jax"]), rows[n, "width"]
             print(f"   N = {n}: thermojax tangent vs SciPy on the Riccati (width) equations as written: "
                   f"{w['per_step_scipy'] / t['per_step_jax']:.0f}x per step; tangent vs width, both thermojax: "
                   f"{w['per_step_jax'] / t['per_step_jax']:.0f}x")  # fmt: skip
@@ -208,7 +226,7 @@ def main():
         shells = [(5, 5)]
     else:
         cases = [(256, "tangent", 10_000, 1000), (256, "width", 300, 60)]
-        cases += [(1024, "tangent", 60, 20), (1024, "width", 6, 3)]
+        cases += [(1024, "tangent", 10_000, 100, 64), (1024, "tangent", 60, 20), (1024, "width", 6, 3)]
         shells = [(8, 8)]
     _chain_table(cases)
     _shell_table(shells)
