@@ -41,8 +41,11 @@ spins against the others (multi-threaded OpenBLAS eigh ran 15x slower at load 8 
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import subprocess
+import sys
+import tempfile
 
 import diffrax as dfx
 import jax
@@ -190,7 +193,8 @@ def main(args):
     # one ladder for every tolerance-driven method: each is timed at the loosest rung whose
     # error meets TARGET (the accuracy asked for, not a tolerance, is what is held equal)
     tj_tols = TOLS
-    runs = {"thermojax BatchedODE (default)": lambda tol: batched(h0, v, eps, idx, tsave, tol)}
+    path = lambda name: functools.partial(PATHS[name], h0, v, eps, idx, tsave)  # noqa: E731 -- tol -> states
+    runs = {"thermojax BatchedODE (default)": path("thermojax BatchedODE (default)")}
     chosen = {}
     chosen["thermojax BatchedODE (default)"] = ladder(
         "thermojax BatchedODE (default)", runs["thermojax BatchedODE (default)"], tj_tols, occ, p_ref, ident, rows,
@@ -209,28 +213,68 @@ def main(args):
     if not args.skip_magnus:
         ladder("thermojax Magnus (CF4, 2 eigh per step)", lambda dt: magnus(h0, v, eps, idx, tsave, dt),
                [1.0, 0.5, 0.25], occ, p_ref, ident, rows, warm=True, what="dt")
-    runs["SciPy solve_ivp DOP853 (batched)"] = lambda tol: scipy_path(h0, v, eps, initial_states(h0, idx), tsave, tol)
+    runs["SciPy solve_ivp DOP853 (batched)"] = path("SciPy solve_ivp DOP853 (batched)")
     chosen["SciPy solve_ivp DOP853 (batched)"] = ladder(
         "SciPy solve_ivp DOP853 (batched)", runs["SciPy solve_ivp DOP853 (batched)"], TOLS, occ, p_ref, to_eig, rows)
     if not args.skip_qutip:
-        runs["QuTiP sesolve (loop over states)"] = lambda tol: qutip_path(
-            h0, v, eps, initial_states(h0, idx), tsave, tol)
+        runs["QuTiP sesolve (loop over states)"] = path("QuTiP sesolve (loop over states)")
         chosen["QuTiP sesolve (loop over states)"] = ladder(
             "QuTiP sesolve (loop over states)", runs["QuTiP sesolve (loop over states)"], TOLS, occ, p_ref, to_eig,
             rows)
     report(rows, args)
-    interleaved(runs, chosen, args.rounds)
+    if args.in_process:
+        interleaved(runs, chosen, args.rounds)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = os.path.join(tmp, "problem.npz")
+            np.savez(npz, h0=h0, v=v, idx=idx, tsave=tsave, eps=eps)
+            interleaved({k: functools.partial(_isolated, k, npz) for k in runs}, chosen, args.rounds, isolated=True)
 
 
-def interleaved(runs, chosen, rounds):
+# the paths that the interleaved rounds re-time, by name: (h0, v, eps, idx, tsave, tol) -> states
+PATHS = {
+    "thermojax BatchedODE (default)": batched,
+    "SciPy solve_ivp DOP853 (batched)": lambda h0, v, eps, idx, ts, tol: scipy_path(
+        h0, v, eps, initial_states(h0, idx), ts, tol),
+    "QuTiP sesolve (loop over states)": lambda h0, v, eps, idx, ts, tol: qutip_path(
+        h0, v, eps, initial_states(h0, idx), ts, tol),
+}
+
+
+def _isolated(name, npz, tol):
+    """Seconds of one warm call of path `name` in a fresh Python process (`--child`)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--tol", repr(tol), "--npz", npz]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def child(args):
+    """`--child NAME`: load the problem, call the path once (compilation, first-call set-up),
+    then time one call; print `{"seconds": ...}`. Each library then runs alone in its process,
+    with no other library's thread pool on the two cores."""
+    z = np.load(args.npz)
+    run = functools.partial(PATHS[args.child], z["h0"], z["v"], float(z["eps"]), z["idx"], z["tsave"], args.tol)
+    run()
+    print(json.dumps({"seconds": timed(run)[0]}))
+
+
+def interleaved(runs, chosen, rounds, isolated=False):
     """The headline paths again, `rounds` times in turn at their chosen tolerances: on a
-    shared machine single timings of the memory-bound baselines scatter by up to 2x."""
+    shared machine single timings of the memory-bound baselines scatter by up to 2x. With
+    `isolated`, each `runs[k](tol)` returns the seconds of one call in a fresh process."""
     names = [k for k in runs if chosen.get(k) is not None]
     if rounds < 1 or len(names) < 2:
         return
     base = names[0]
-    print(f"\n{rounds} interleaved rounds at the chosen tolerances:")
-    times, _ = timing_rounds({k: functools.partial(runs[k], chosen[k]) for k in names}, rounds)
+    where = "each call in a fresh process after one warm-up call" if isolated else "in this process"
+    print(f"\n{rounds} interleaved rounds at the chosen tolerances ({where}):")
+    if isolated:
+        times = {k: [] for k in names}
+        for _ in range(rounds):
+            for k in names:
+                times[k].append(runs[k](chosen[k]))
+    else:
+        times, _ = timing_rounds({k: functools.partial(runs[k], chosen[k]) for k in names}, rounds)
     ratios = {k: np.asarray(times[k]) / np.asarray(times[base]) for k in names[1:]}
     for r in range(rounds):
         print("  round " + str(r + 1) + ": " + ", ".join(f"{k.split()[0]} {times[k][r]:.2f} s" for k in names)
@@ -265,4 +309,10 @@ if __name__ == "__main__":
     parser.add_argument("--skip-qutip", action="store_true")
     parser.add_argument("--skip-magnus", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved re-timings of the headline paths")
-    main(parser.parse_args())
+    parser.add_argument("--in-process", action="store_true",
+                        help="time the rounds in this process (default: each call in a fresh process)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--tol", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--npz", help=argparse.SUPPRESS)
+    parsed = parser.parse_args()
+    child(parsed) if parsed.child else main(parsed)
