@@ -51,7 +51,8 @@ class ODE(AbstractMethod):
             to 2x less memory traffic per step (a 2 MB chain state at a fixed step,
             `benchmarks/solid.py`). Each interval then starts afresh: a fixed step is
             unchanged when the save times lie on its grid; an adaptive controller picks a
-            new first step at every save time (more steps when saves are many).
+            new first step at every save time (more steps when saves are many), and
+            `Options(progress=True)` shows no bar.
 
     Example:
         >>> import diffrax

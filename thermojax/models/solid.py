@@ -813,8 +813,8 @@ class ThawedGaussian(eqx.Module):
 def _evolve_blocked(model: "ThawedGaussian", y0, tsave, method, options, b: int):
     """`ThawedGaussian.evolve` with `column_block=b`: split, integrate block by block, reassemble."""
     from .._checks import check_times
-    from ..result import Result, Status
-    from ..solvers._common import raise_if_failed
+    from ..result import Result
+    from ..solvers._common import first_failure, raise_if_failed
 
     tsave = check_times(tsave, "tsave")
     n = model.dim
@@ -830,13 +830,12 @@ def _evolve_blocked(model: "ThawedGaussian", y0, tsave, method, options, b: int)
     g = ys.reshape(nb, tsave.shape[0], 2, n, 2 * b + 2)
     cols = lambda lo: jnp.moveaxis(g[..., lo : lo + b], 0, -2).reshape(*g.shape[1:4], nb * b)[..., :n]  # noqa: E731
     full = jnp.concatenate([g[0, ..., :1], cols(1), cols(b + 1), g[0, ..., -1:]], -1)
-    bad = jnp.argmin(jnp.asarray(status == Status.successful))  # the first failed block, else 0
     res = Result(
         tsave=tsave,
         states=full.reshape(tsave.shape[0], -1),
         expect=None,
         stats={k: v[0] for k, v in stats.items()},
-        status=jax.tree.map(lambda v: v[bad], status),
+        status=first_failure(status),
         method=type(method.solver).__name__,
     )
     return raise_if_failed(res, options)

@@ -93,29 +93,46 @@ def ode_integrate(
     save_y = lambda yr: save(_from_real(yr, True) if split else yr)  # noqa: E731
     if not method.dense:
         return _integrate_by_intervals(field, solver, yi, t0, tsave, args, method, save_y)
+    progress = dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter()
+    saveat = dfx.SaveAt(ts=tsave, fn=lambda t, yr, a: save_y(yr))
+    sol = _diffeqsolve(field, solver, t0, tsave[-1], yi, args, method, saveat, progress)
+    stats = {k: v for k, v in sol.stats.items() if k.startswith("num_")}
+    return sol.ys, stats, _flag_nonfinite(sol.ys, status_from_diffrax(sol.result))
+
+
+def _diffeqsolve(field, solver, t0, t1, y0, args, method: ODE, saveat, progress=None):
+    """`diffrax.diffeqsolve` with the method's controller, adjoint and step budget, never
+    raising (`throw=False`); diffrax's warning about complex dtypes silenced."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
-        sol = dfx.diffeqsolve(
+        return dfx.diffeqsolve(
             dfx.ODETerm(field),
             solver,
             t0=t0,
-            t1=tsave[-1],
+            t1=t1,
             dt0=method.dt0,
-            y0=yi,
+            y0=y0,
             args=args,
-            saveat=dfx.SaveAt(ts=tsave, fn=lambda t, yr, a: save_y(yr)),
+            saveat=saveat,
             stepsize_controller=method.stepsize_controller,
             adjoint=method.adjoint,
             max_steps=method.max_steps,
-            progress_meter=dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter(),
+            progress_meter=dfx.NoProgressMeter() if progress is None else progress,
             throw=False,
         )
-    stats = {k: v for k, v in sol.stats.items() if k.startswith("num_")}
-    status = status_from_diffrax(sol.result)
-    saved = sol.ys
+
+
+def _flag_nonfinite(saved, status: Status) -> Status:
+    """`Status.nonfinite` where the solve succeeded but saved a NaN or infinity."""
     ok = jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), saved), True)
-    status = Status.where(ok | (status != Status.successful), status, Status.nonfinite)
-    return saved, stats, status
+    return Status.where(ok | (status != Status.successful), status, Status.nonfinite)
+
+
+def first_failure(status: Status) -> Status:
+    """One `Status` from statuses stacked on a leading axis (intervals, blocks): the first
+    that is not `successful`, else the first."""
+    bad = jnp.argmin(jnp.asarray(status == Status.successful))
+    return jax.tree.map(lambda v: v[bad], status)
 
 
 def _integrate_by_intervals(field, solver, y0, t0, tsave, args, method: ODE, save):
@@ -124,13 +141,7 @@ def _integrate_by_intervals(field, solver, y0, t0, tsave, args, method: ODE, sav
     bounds = jnp.concatenate([jnp.reshape(t0, (1,)).astype(tsave.dtype), tsave])
 
     def interval(y, tt):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
-            sol = dfx.diffeqsolve(
-                dfx.ODETerm(field), solver, t0=tt[0], t1=tt[1], dt0=method.dt0, y0=y, args=args,
-                saveat=dfx.SaveAt(t1=True), stepsize_controller=method.stepsize_controller,
-                adjoint=method.adjoint, max_steps=method.max_steps, throw=False,
-            )  # fmt: skip
+        sol = _diffeqsolve(field, solver, tt[0], tt[1], y, args, method, dfx.SaveAt(t1=True))
         y1 = jax.tree.map(lambda v: v[0], sol.ys)
         # an interval of length zero (t0 = tsave[0]) takes no step and returns y as it is
         y1 = jax.tree.map(lambda a, b: jnp.where(tt[1] > tt[0], a, b), y1, y)
@@ -138,11 +149,7 @@ def _integrate_by_intervals(field, solver, y0, t0, tsave, args, method: ODE, sav
         return y1, (save(y1), stats, status_from_diffrax(sol.result))
 
     _, (saved, stats, status) = jax.lax.scan(interval, y0, jnp.stack([bounds[:-1], bounds[1:]], axis=1))
-    bad = jnp.argmin(jnp.asarray(status == Status.successful))  # the first failed interval, else 0
-    status = jax.tree.map(lambda v: v[bad], status)
-    ok = jax.tree.reduce(lambda a, b: a & b, jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), saved), True)
-    status = Status.where(ok | (status != Status.successful), status, Status.nonfinite)
-    return saved, {k: jnp.sum(v) for k, v in stats.items()}, status
+    return saved, {k: jnp.sum(v) for k, v in stats.items()}, _flag_nonfinite(saved, first_failure(status))
 
 
 def state_and_expect(e_ops, save_states: bool, is_ket: bool):
