@@ -695,8 +695,8 @@ class ThawedGaussian(eqx.Module):
         runs a `concatenate` of large blocks 15x slower (`benchmarks/solid.py`)."""
         del t, args
         pot, m, n = self.potential, self.mass, self.dim
-        nn = n * n
         if self.representation == "width":
+            nn = n * n
             dy = jnp.zeros_like(y)
             q, p, A, _ = self._split(y)
             s2 = None

@@ -96,8 +96,7 @@ def ode_integrate(
     progress = dfx.TqdmProgressMeter() if options.progress else dfx.NoProgressMeter()
     saveat = dfx.SaveAt(ts=tsave, fn=lambda t, yr, a: save_y(yr))
     sol = _diffeqsolve(field, solver, t0, tsave[-1], yi, args, method, saveat, progress)
-    stats = {k: v for k, v in sol.stats.items() if k.startswith("num_")}
-    return sol.ys, stats, _flag_nonfinite(sol.ys, status_from_diffrax(sol.result))
+    return sol.ys, _counts(sol), _flag_nonfinite(sol.ys, status_from_diffrax(sol.result))
 
 
 def _diffeqsolve(field, solver, t0, t1, y0, args, method: ODE, saveat, progress=None):
@@ -120,6 +119,11 @@ def _diffeqsolve(field, solver, t0, t1, y0, args, method: ODE, saveat, progress=
             progress_meter=dfx.NoProgressMeter() if progress is None else progress,
             throw=False,
         )
+
+
+def _counts(sol) -> dict:
+    """diffrax's step counts (`num_steps`, `num_accepted_steps`, ...) of a solution."""
+    return {k: v for k, v in sol.stats.items() if k.startswith("num_")}
 
 
 def _flag_nonfinite(saved, status: Status) -> Status:
@@ -145,8 +149,7 @@ def _integrate_by_intervals(field, solver, y0, t0, tsave, args, method: ODE, sav
         y1 = jax.tree.map(lambda v: v[0], sol.ys)
         # an interval of length zero (t0 = tsave[0]) takes no step and returns y as it is
         y1 = jax.tree.map(lambda a, b: jnp.where(tt[1] > tt[0], a, b), y1, y)
-        stats = {k: v for k, v in sol.stats.items() if k.startswith("num_")}
-        return y1, (save(y1), stats, status_from_diffrax(sol.result))
+        return y1, (save(y1), _counts(sol), status_from_diffrax(sol.result))
 
     _, (saved, stats, status) = jax.lax.scan(interval, y0, jnp.stack([bounds[:-1], bounds[1:]], axis=1))
     return saved, {k: jnp.sum(v) for k, v in stats.items()}, _flag_nonfinite(saved, first_failure(status))
