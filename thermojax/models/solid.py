@@ -652,11 +652,9 @@ class ThawedGaussian(eqx.Module):
         # the grid W (2, N, 2N + 2): centre | X or P (real) | X or P (imaginary) | phase
         rows_x = jnp.concatenate([state.q[:, None], L, jnp.zeros((n, n + 1))], axis=1)
         rows_p = jnp.concatenate([state.p[:, None], P.real, P.imag, jnp.zeros((n, 1))], axis=1)
-        w = jnp.stack([rows_x, rows_p]).at[1, 0, -1].set(state.gamma.real)
-        # the constant part of Im gamma below the phase (N = 1: in the position row, whose
-        # derivative in this column is held at zero)
-        w = w.at[0, 0, -1].set(const) if n == 1 else w.at[1, 1, -1].set(const)
-        return w.ravel()
+        # the phase column: Re gamma in the momentum row, the constant part of Im gamma in the
+        # position row (whose derivative in this column is held at zero)
+        return jnp.stack([rows_x, rows_p]).at[1, 0, -1].set(state.gamma.real).at[0, 0, -1].set(const).ravel()
 
     def _split(self, y):
         n = self.dim
@@ -669,7 +667,7 @@ class ThawedGaussian(eqx.Module):
         k = (w.shape[-1] - 2) // 2  # tangent columns (N, or fewer in a column block)
         X = jax.lax.complex(w[0, :, 1 : k + 1], w[0, :, k + 1 : 2 * k + 1])
         P = jax.lax.complex(w[1, :, 1 : k + 1], w[1, :, k + 1 : 2 * k + 1])
-        return w[0, :, 0], w[1, :, 0], X, P, w[1, 0, -1], _tangent_const(w)
+        return w[0, :, 0], w[1, :, 0], X, P, w[1, 0, -1], w[0, 0, -1]
 
     def unpack(self, y: Float[Array, "*b S"]) -> GaussianState:
         r"""`GaussianState` from packed vectors `(*b, S)` (tangent: $A = \tfrac12PX^{-1}$,
@@ -709,7 +707,7 @@ class ThawedGaussian(eqx.Module):
             dy = dy.at[:n].set(p / m).at[n : 2 * n].set(-v1)
             dy = dy.at[2 * n : 2 * n + nn].set(dA.real.ravel()).at[2 * n + nn : 2 * n + 2 * nn].set(dA.imag.ravel())
             return dy.at[-2].set(dg.real).at[-1].set(dg.imag)
-        # tangent: y is the grid W (2, N, C), W[0] = (q | X_re | X_im | 0), W[1] = (p | P_re | P_im |
+        # tangent: y is the grid W (2, N, C), W[0] = (q | X_re | X_im | const), W[1] = (p | P_re | P_im |
         # phase): dW[0] = W[1]/M and dW[1] = -V_2 W[0] for every column at once, then the centre
         # column gets -V_1 and the phase column its own derivative (two column writes)
         w = _tangent_grid(y, n)
@@ -856,11 +854,6 @@ def _tangent_grid(y: Array, n: int) -> Array:
     """The tangent state as its grid `(2, N, C)`: `C = 2N + 2` columns, or `2b + 2` for a
     block of `b` tangent columns (`ThawedGaussian.evolve(..., column_block=b)`)."""
     return y.reshape(2, n, -1)
-
-
-def _tangent_const(w: Array) -> Array:
-    """The constant part of Im gamma, stored below the phase (N = 1: in the position row)."""
-    return w[0, 0, -1] if w.shape[1] == 1 else w[1, 1, -1]
 
 
 # `lax.map`, not `vmap`: a vmapped `solve`/`slogdet` becomes one batched LAPACK LU, whose

@@ -146,9 +146,7 @@ def _integrate_by_intervals(field, solver, y0, t0, tsave, args, method: ODE, sav
 
     def interval(y, tt):
         sol = _diffeqsolve(field, solver, tt[0], tt[1], y, args, method, dfx.SaveAt(t1=True))
-        y1 = jax.tree.map(lambda v: v[0], sol.ys)
-        # an interval of length zero (t0 = tsave[0]) takes no step and returns y as it is
-        y1 = jax.tree.map(lambda a, b: jnp.where(tt[1] > tt[0], a, b), y1, y)
+        y1 = jax.tree.map(lambda v: v[0], sol.ys)  # an interval of length zero (t0 = tsave[0]) returns y
         return y1, (save(y1), _counts(sol), status_from_diffrax(sol.result))
 
     _, (saved, stats, status) = jax.lax.scan(interval, y0, jnp.stack([bounds[:-1], bounds[1:]], axis=1))
